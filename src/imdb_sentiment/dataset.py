@@ -1,0 +1,61 @@
+"""Validation split, encoded arrays and dataset statistics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from imdb_sentiment.text import OOV_ID, PAD_ID
+
+ARRAY_SPLITS = ("train", "validation", "test")
+
+
+def split_by_movie(table: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation rows: whole movies, about ``fraction`` of each label.
+
+    Reviews of one movie share names and plot words; letting a movie sit on both sides
+    makes validation accuracy optimistic (the official test set shares no movie with train).
+    Movies are visited in a seeded order and taken while neither label overshoots its target.
+    """
+    targets = table["label"].value_counts() * fraction
+    per_movie = table.groupby("movie")["label"].value_counts().unstack(fill_value=0)
+    order = np.random.default_rng(seed).permutation(per_movie.index.to_numpy())
+    taken = pd.Series(0.0, index=per_movie.columns)
+    chosen = []
+    for movie in order:
+        counts = per_movie.loc[movie]
+        if ((taken + counts) <= targets.reindex(counts.index, fill_value=0)).all():
+            chosen.append(movie)
+            taken += counts
+    return table["movie"].isin(chosen).to_numpy()
+
+
+def save_arrays(path: Path, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    """Save one split's review ids, encoded sequences and labels."""
+    np.savez(path, ids=ids.astype(np.int64), x=x.astype(np.int32), y=y.astype(np.int8))
+
+
+def load_arrays(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Return (ids, x, y) of a split saved by :func:`save_arrays`."""
+    path = Path(folder) / f"{split}.npz"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; run the preprocess stage first")
+    with np.load(path) as arrays:
+        return arrays["ids"], arrays["x"], arrays["y"]
+
+
+def sequence_stats(token_counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> dict:
+    """Length percentiles (before truncation), truncation and OOV rates, class balance."""
+    kept = x != PAD_ID
+    return {
+        "reviews": int(len(y)),
+        "positive_fraction": round(float(np.mean(y)), 4),
+        "length_p50": int(np.percentile(token_counts, 50)),
+        "length_p90": int(np.percentile(token_counts, 90)),
+        "length_p99": int(np.percentile(token_counts, 99)),
+        "length_max": int(token_counts.max()),
+        "truncated_fraction": round(float(np.mean(token_counts > x.shape[1])), 4),
+        "oov_rate": round(float(np.sum(x == OOV_ID) / max(kept.sum(), 1)), 4),
+    }

@@ -1,0 +1,127 @@
+"""The LSTM classifier, length-bucketed batches, and the raw-text model built around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from imdb_sentiment.text import PAD_ID, TextEncoder
+
+
+def build_classifier(
+    vocab_size: int,
+    embedding_dim: int,
+    lstm_units: int,
+    lstm_layers: int,
+    bidirectional: bool,
+    dropout: float,
+) -> keras.Model:
+    """Embedding -> LSTM stack -> Dense(sigmoid), taking int id sequences of any length."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    # mask_zero lets the LSTM skip padding, so padding side does not change the result.
+    hidden = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True)(ids)
+    for layer_index in range(lstm_layers):
+        last = layer_index == lstm_layers - 1
+        recurrent = keras.layers.LSTM(lstm_units, return_sequences=not last)
+        hidden = (keras.layers.Bidirectional(recurrent) if bidirectional else recurrent)(hidden)
+        hidden = keras.layers.Dropout(dropout)(hidden)
+    probability = keras.layers.Dense(1, activation="sigmoid", name="positive")(hidden)
+    return keras.Model(ids, probability, name="lstm_classifier")
+
+
+def compile_classifier(model: keras.Model, learning_rate: float, clipnorm: float) -> None:
+    """Adam with gradient-norm clipping, binary cross-entropy, accuracy."""
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+
+
+def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
+    """A model that takes raw review strings, shape [batch, 1], and returns P(positive)."""
+    texts = keras.Input(shape=(1,), dtype="string", name="review")
+    return keras.Model(texts, classifier(encoder(texts)), name="sentiment_end_to_end")
+
+
+def trim_padding(x: np.ndarray) -> np.ndarray:
+    """Drop columns that are padding in every row, whichever side the padding is on."""
+    used = np.flatnonzero((x != PAD_ID).any(axis=0))
+    if used.size == 0:
+        return x[:, :1]
+    return x[:, used[0] : used[-1] + 1]
+
+
+class BucketedBatches(keras.utils.PyDataset):
+    """Batches of similar-length reviews, trimmed to their longest member.
+
+    An LSTM costs time per step, padded or not; grouping reviews by length cuts the steps.
+    Reviews are shuffled, then sorted within windows of ``window_batches`` batches, so each
+    epoch still sees a fresh, seeded order.
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        y: np.ndarray,
+        batch_size: int,
+        seed: int | None,
+        bucketed: bool = True,
+        window_batches: int = 32,
+    ) -> None:
+        super().__init__()
+        self.x, self.y = x, y.astype("float32").reshape(-1, 1)
+        self.batch_size, self.bucketed, self.window = batch_size, bucketed, window_batches
+        self.lengths = (x != PAD_ID).sum(axis=1)
+        self.rng = np.random.default_rng(seed) if seed is not None else None
+        self.batches = self._plan()
+
+    def _plan(self) -> list[np.ndarray]:
+        order = (
+            self.rng.permutation(len(self.x)) if self.rng is not None else np.arange(len(self.x))
+        )
+        if self.bucketed:
+            window = self.batch_size * self.window
+            order = np.concatenate(
+                [
+                    chunk[np.argsort(self.lengths[chunk], kind="stable")]
+                    for chunk in np.split(order, range(window, len(order), window))
+                ]
+            )
+        batches = [
+            order[start : start + self.batch_size]
+            for start in range(0, len(order), self.batch_size)
+        ]
+        if self.rng is not None:
+            self.rng.shuffle(batches)
+        return batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        rows = self.batches[index]
+        x = self.x[rows]
+        return (trim_padding(x) if self.bucketed else x), self.y[rows]
+
+    def on_epoch_end(self) -> None:
+        if self.rng is not None:
+            self.batches = self._plan()
+
+
+def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
+    order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
+    probabilities = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        # predict_on_batch runs a compiled graph; an eager call steps the LSTM in Python.
+        probabilities[rows] = model.predict_on_batch(trim_padding(x[rows])).reshape(-1)
+    return probabilities
+
+
+def load_model(path: Path) -> keras.Model:
+    """Load a saved model with Keras' safe mode (no arbitrary code from the file)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model not found; run `dvc repro` first")
+    return keras.saving.load_model(path, safe_mode=True)

@@ -1,0 +1,98 @@
+"""Load one stage's section of params.yaml and validate it before any heavy work starts.
+
+Each stage declares its keys as a frozen dataclass. Range limits live in field metadata
+(``min``, ``max``, ``gt``, ``lt``) so that the schema reads as documentation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+DEFAULT_PARAMS_FILE = Path("params.yaml")
+
+
+class ParamsError(ValueError):
+    """A params.yaml problem; the message names the file, the key and the value."""
+
+
+def load_stage_params(section: str, schema: type[T], path: Path = DEFAULT_PARAMS_FILE) -> T:
+    """Return ``schema`` filled from ``section`` of ``path``, or raise ParamsError."""
+    values = _read_section(Path(path), section)
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    hints = typing.get_type_hints(schema)
+    for key in values:
+        if key not in fields:
+            hint = difflib.get_close_matches(key, fields, n=1)
+            suggestion = f" (did you mean '{section}.{hint[0]}'?)" if hint else ""
+            raise ParamsError(f"{path}: unknown key '{section}.{key}'{suggestion}")
+    for name, field in fields.items():
+        if name not in values:
+            raise ParamsError(f"{path}: missing key '{section}.{name}'")
+        _check_value(path, f"{section}.{name}", values[name], hints[name], field.metadata)
+    return schema(**values)
+
+
+def _read_section(path: Path, section: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ParamsError(f"{path}: file not found")
+    try:
+        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ParamsError(f"{path}: not valid YAML: {error}") from error
+    if not isinstance(document, dict) or section not in document:
+        raise ParamsError(f"{path}: missing section '{section}'")
+    values = document[section]
+    if not isinstance(values, dict):
+        raise ParamsError(f"{path}: section '{section}' must be a mapping, got {values!r}")
+    return values
+
+
+def _check_value(path: Path, key: str, value: Any, hint: Any, limits: Any) -> None:
+    if not _matches_type(value, hint):
+        raise ParamsError(
+            f"{path}: {key} = {value!r} has the wrong type: expected {_describe(hint)}"
+        )
+    bounds = {
+        "min": (lambda v, b: v >= b, ">="),
+        "max": (lambda v, b: v <= b, "<="),
+        "gt": (lambda v, b: v > b, ">"),
+        "lt": (lambda v, b: v < b, "<"),
+    }
+    for name, (accepts, symbol) in bounds.items():
+        if name in limits and not accepts(value, limits[name]):
+            raise ParamsError(
+                f"{path}: {key} = {value!r} is out of range: must be {symbol} {limits[name]}"
+            )
+    pattern = limits.get("pattern")
+    if pattern is not None and not pattern.fullmatch(value):
+        raise ParamsError(f"{path}: {key} = {value!r} is not valid: {limits['pattern_help']}")
+
+
+def _matches_type(value: Any, hint: Any) -> bool:
+    if typing.get_origin(hint) is Literal:
+        return value in typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, hint)
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
+    return hint.__name__
+
+
+def section_keys(section: str, schema: type) -> list[str]:
+    """The dotted params.yaml keys a schema reads, as dvc.yaml lists them."""
+    return [f"{section}.{field.name}" for field in dataclasses.fields(schema)]

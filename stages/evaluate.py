@@ -1,0 +1,123 @@
+"""Stage 4: score the trained model on the official 25k test set.
+
+Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
+confidently wrong test reviews to data/evaluation/. Also checks, on raw test reviews, that
+the exported raw-text model gives the same probabilities as the classifier on the arrays.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from imdb_sentiment import archive, dataset, evaluation, plotting
+from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
+from imdb_sentiment.model import load_model, predict_probabilities
+from imdb_sentiment.params import ParamsError, load_stage_params
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+MODELS_DIR = Path("models")
+METRICS_FILE = Path("metrics/eval.json")
+PLOTS_DIR = Path("plots/evaluate")
+ERRORS_DIR = Path("data/evaluation")
+PARITY_SAMPLE = 256
+PARITY_TOLERANCE = 1e-4
+
+
+class ParityError(RuntimeError):
+    """The raw-text model disagrees with the classifier on the same reviews."""
+
+
+SECTION = "evaluate"
+
+
+@dataclass(frozen=True)
+class Params:
+    """The evaluate section of params.yaml."""
+
+    threshold: float = field(metadata={"gt": 0.0, "lt": 1.0})
+    batch_size: int = field(metadata={"min": 1})
+    confident_errors: int = field(metadata={"min": 0})
+
+
+def run(
+    params: Params,
+    raw_dir: Path = RAW_DIR,
+    prepared_dir: Path = PREPARED_DIR,
+    models_dir: Path = MODELS_DIR,
+    metrics_file: Path = METRICS_FILE,
+    plots_dir: Path = PLOTS_DIR,
+    errors_dir: Path = ERRORS_DIR,
+) -> dict:
+    classifier = load_model(models_dir / "classifier.keras")
+    ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
+    _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
+    test_table = archive.read_table(raw_dir, "test")
+    if not np.array_equal(test_table["id"].to_numpy(), ids):
+        raise ParityError(f"{raw_dir / 'test.csv'} and {prepared_dir / 'test.npz'} disagree")
+
+    probabilities = predict_probabilities(classifier, x_test, params.batch_size)
+    _check_raw_text_parity(models_dir, test_table["text"], probabilities, params.batch_size)
+    validation = predict_probabilities(classifier, x_val, params.batch_size)
+
+    report = evaluation.classification_metrics(y_test, probabilities, params.threshold)
+    report["validation_accuracy"] = round(
+        float(np.mean((validation >= params.threshold) == y_val)), 4
+    )
+    _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
+    with atomic_directory(errors_dir) as scratch:
+        wrong = evaluation.confident_errors(
+            test_table, probabilities, params.threshold, params.confident_errors
+        )
+        wrong.to_csv(scratch / "confident_errors.csv", index=False, lineterminator="\n")
+    write_json(metrics_file, report)
+    print(
+        f"evaluate: test accuracy {report['accuracy']:.4f} "
+        f"(validation {report['validation_accuracy']:.4f}), ROC-AUC {report['roc_auc']:.4f}"
+    )
+    return report
+
+
+def _check_raw_text_parity(models_dir: Path, texts, expected: np.ndarray, batch_size: int) -> None:
+    """The served model must score raw text exactly as evaluation scored the arrays."""
+    end_to_end = load_model(models_dir / "end_to_end.keras")
+    sample = texts.iloc[:PARITY_SAMPLE].tolist()
+    batch = tf.constant([[review] for review in sample])
+    served = end_to_end.predict_on_batch(batch).reshape(-1)
+    gap = float(np.max(np.abs(served - expected[: len(sample)])))
+    if gap > PARITY_TOLERANCE:
+        raise ParityError(f"raw-text model differs from the classifier by up to {gap:.2e}")
+
+
+def _write_plots(labels, probabilities, threshold: float, report: dict, plots_dir: Path) -> None:
+    tables = {
+        "confusion.csv": evaluation.confusion_rows(labels, probabilities, threshold),
+        "roc.csv": evaluation.roc_points(labels, probabilities),
+        "precision_recall.csv": evaluation.precision_recall_points(labels, probabilities),
+    }
+    for name, table in tables.items():
+        with atomic_file(plots_dir / name) as scratch:
+            table.to_csv(scratch, index=False, lineterminator="\n")
+    counts = report["confusion"]
+    matrix = np.array([[counts["tn"], counts["fp"]], [counts["fn"], counts["tp"]]])
+    plotting.confusion_matrix(matrix, plots_dir / "confusion.png")
+    roc = tables["roc.csv"]
+    plotting.roc_curve(roc["fpr"], roc["tpr"], report["roc_auc"], plots_dir / "roc.png")
+
+
+def main() -> int:
+    try:
+        run(load_stage_params(SECTION, Params))
+    except (ParamsError, FileNotFoundError, archive.ArchiveError, ParityError) as error:
+        print(f"evaluate: error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

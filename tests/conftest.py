@@ -1,0 +1,65 @@
+"""Shared fixtures: tiny archives and a tiny end-to-end pipeline run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.archive_factory import make_archive
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+TINY_PARAMS = {
+    "preprocess": {
+        "vocab_size": 40,
+        "max_length": 24,
+        "validation_fraction": 0.25,
+    },
+    "train": {
+        "embedding_dim": 8,
+        "lstm_units": 4,
+        "batch_size": 8,
+        "max_epochs": 2,
+    },
+    "evaluate": {"batch_size": 16, "confident_errors": 3},
+}
+
+
+def tiny_params(archive: Path, sha256: str) -> dict:
+    """The committed params.yaml shrunk for a seconds-long run on ``archive``."""
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    params["download"] = {"url": str(archive), "sha256": sha256}
+    for section, values in TINY_PARAMS.items():
+        params[section].update(values)
+    return params
+
+
+@pytest.fixture
+def tiny_archive(tmp_path: Path) -> tuple[Path, str]:
+    path = tmp_path / "aclImdb_tiny.tar.gz"
+    return path, make_archive(path)
+
+
+@pytest.fixture(scope="session")
+def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Run the four stages in-process on a tiny archive; return the working folder."""
+    from imdb_sentiment.params import load_stage_params
+    from stages import download, evaluate, preprocess, train
+
+    workdir = tmp_path_factory.mktemp("pipeline")
+    archive = workdir / "aclImdb_tiny.tar.gz"
+    params_file = workdir / "params.yaml"
+    params_file.write_text(yaml.safe_dump(tiny_params(archive, make_archive(archive))))
+    previous = Path.cwd()
+    os.chdir(workdir)
+    try:
+        for stage in (download, preprocess, train, evaluate):
+            stage.run(load_stage_params(stage.SECTION, stage.Params, params_file))
+    finally:
+        os.chdir(previous)
+    return workdir

@@ -1,0 +1,47 @@
+import json
+
+import pandas as pd
+import pytest
+
+from stages import evaluate
+
+
+def test_writes_metrics_plots_and_errors(pipeline_run):
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    for key in ("accuracy", "precision", "recall", "f1", "roc_auc", "validation_accuracy"):
+        assert 0.0 <= report[key] <= 1.0
+    assert report["count"] == 48 and sum(report["confusion"].values()) == 48
+    plots = pipeline_run / "plots/evaluate"
+    assert len(pd.read_csv(plots / "confusion.csv")) == 48
+    assert list(pd.read_csv(plots / "roc.csv").columns) == ["fpr", "tpr", "threshold"]
+    assert list(pd.read_csv(plots / "precision_recall.csv").columns)[:2] == ["recall", "precision"]
+    for image in ("confusion.png", "roc.png"):
+        assert (plots / image).stat().st_size > 1000
+    errors = pd.read_csv(pipeline_run / "data/evaluation/confident_errors.csv")
+    assert len(errors) <= 3 and (errors.label != (errors.probability_positive >= 0.5)).all()
+
+
+def test_tiny_model_learns_the_tiny_task(pipeline_run):
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    assert report["roc_auc"] > 0.5
+
+
+def test_missing_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        "evaluate:\n  threshold: 0.5\n  batch_size: 8\n  confident_errors: 1\n"
+    )
+    assert evaluate.main() == 1
+    assert (
+        "models/classifier.keras: model not found; run `dvc repro` first" in capsys.readouterr().err
+    )
+
+
+@pytest.mark.parametrize("threshold", [0, 1.5])
+def test_bad_threshold_is_named(tmp_path, monkeypatch, capsys, threshold):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(
+        f"evaluate:\n  threshold: {threshold}\n  batch_size: 8\n  confident_errors: 1\n"
+    )
+    assert evaluate.main() == 1
+    assert f"evaluate.threshold = {threshold} is out of range" in capsys.readouterr().err

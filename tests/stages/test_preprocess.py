@@ -1,0 +1,64 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from imdb_sentiment import dataset, text
+from imdb_sentiment.params import ParamsError
+from stages import preprocess
+from tests.archive_factory import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS
+
+
+def test_writes_encoded_splits(pipeline_run):
+    prepared = pipeline_run / "data/prepared"
+    sizes = {}
+    for split in dataset.ARRAY_SPLITS:
+        ids, x, y = dataset.load_arrays(prepared, split)
+        assert x.shape == (len(ids), 24) and x.dtype == np.int32 and set(y) == {0, 1}
+        sizes[split] = len(ids)
+    assert sizes["train"] + sizes["validation"] == 48 and sizes["test"] == 48
+    encoder = text.load_encoder(prepared / "encoder.json")
+    # The tiny archive has fewer distinct words than vocab_size allows: all of them are kept.
+    words = set(POSITIVE_WORDS + NEGATIVE_WORDS + NEUTRAL_WORDS)
+    assert set(encoder.vocabulary) == words and encoder.vocab_size == len(words) + 2 < 40
+
+
+def test_validation_shares_no_movie_with_train(pipeline_run):
+    raw = pd.read_csv(pipeline_run / "data/raw/train.csv")
+    movie_of = dict(zip(raw.id * 2 + raw.label, raw.movie, strict=True))
+
+    def movies(split):
+        ids, _, y = dataset.load_arrays(pipeline_run / "data/prepared", split)
+        return {movie_of[i * 2 + label] for i, label in zip(ids, y, strict=True)}
+
+    assert movies("train").isdisjoint(movies("validation"))
+    stats = json.loads((pipeline_run / "metrics/preprocess.json").read_text())
+    assert stats["movies_in_train_and_validation"] == 0
+    assert stats["train"]["reviews"] + stats["validation"]["reviews"] == 48
+
+
+def test_arrays_match_the_saved_encoder(pipeline_run):
+    encoder = text.load_encoder(pipeline_run / "data/prepared/encoder.json")
+    raw = pd.read_csv(pipeline_run / "data/raw/test.csv", keep_default_na=False)
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "test")
+    assert np.array_equal(encoder.encode(raw["text"].tolist()), x)
+
+
+def test_fraction_that_leaves_no_validation_set_is_refused(pipeline_run, tmp_path):
+    params = preprocess.Params(
+        vocab_size=40,
+        max_length=8,
+        padding="pre",
+        truncating="pre",
+        validation_fraction=0.01,
+        seed=0,
+        lowercase=True,
+        strip_html=True,
+        strip_punctuation=True,
+    )
+    with pytest.raises(ParamsError, match="validation_fraction = 0.01 leaves an empty validation"):
+        preprocess.run(
+            params, pipeline_run / "data/raw", tmp_path / "prepared", tmp_path / "s.json"
+        )
+    assert not (tmp_path / "prepared").exists()

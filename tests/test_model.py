@@ -1,0 +1,80 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imdb_sentiment import model, text
+
+
+@pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
+def test_classifier_outputs_one_probability_per_review(layers, bidirectional):
+    classifier = model.build_classifier(50, 8, 4, layers, bidirectional, 0.1)
+    probabilities = classifier(np.array([[0, 0, 5, 6], [7, 8, 9, 10]], np.int32)).numpy()
+    assert probabilities.shape == (2, 1)
+    assert ((probabilities > 0) & (probabilities < 1)).all()
+
+
+def test_padding_is_masked():
+    classifier = model.build_classifier(50, 8, 4, 1, True, 0.0)
+    short = classifier(np.array([[5, 6]], np.int32)).numpy()
+    padded = classifier(np.array([[0, 0, 0, 5, 6]], np.int32)).numpy()
+    assert np.allclose(short, padded, atol=1e-6)
+
+
+def test_trim_padding_on_either_side():
+    pre = np.array([[0, 0, 3, 4], [0, 0, 0, 5]])
+    post = np.array([[3, 4, 0, 0], [5, 0, 0, 0]])
+    assert model.trim_padding(pre).tolist() == [[3, 4], [0, 5]]
+    assert model.trim_padding(post).tolist() == [[3, 4], [5, 0]]
+    assert model.trim_padding(np.zeros((2, 3), int)).shape == (2, 1)
+
+
+def test_bucketed_batches_cover_every_review_once_per_epoch():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 20, 103)
+    x = np.array([[0] * (20 - n) + list(range(1, n + 1)) for n in lengths])
+    y = np.arange(103) % 2
+    batches = model.BucketedBatches(x, y, batch_size=10, seed=3, window_batches=4)
+    for _ in range(2):
+        seen = np.concatenate(batches.batches)
+        assert sorted(seen.tolist()) == list(range(103))
+        for index in range(len(batches)):
+            bx, by = batches[index]
+            assert bx.shape[1] == lengths[batches.batches[index]].max()
+            assert by.shape == (len(bx), 1)
+        first_order = [b.tolist() for b in batches.batches]
+        batches.on_epoch_end()
+        assert [b.tolist() for b in batches.batches] != first_order
+
+
+def test_bucketed_batches_are_seeded():
+    x = np.arange(1, 41).reshape(20, 2)
+    y = np.zeros(20)
+    first = model.BucketedBatches(x, y, 4, seed=1).batches
+    again = model.BucketedBatches(x, y, 4, seed=1).batches
+    assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_predict_probabilities_keeps_row_order():
+    classifier = model.build_classifier(30, 4, 4, 1, False, 0.0)
+    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
+    expected = classifier(x).numpy().reshape(-1)
+    assert np.allclose(
+        model.predict_probabilities(classifier, x, batch_size=2), expected, atol=1e-6
+    )
+
+
+def test_end_to_end_model_matches_classifier_on_encoded_text(tmp_path):
+    encoder = text.TextEncoder(["good", "bad", "film"], 6)
+    classifier = model.build_classifier(encoder.vocab_size, 4, 4, 1, True, 0.0)
+    end_to_end = model.build_end_to_end(encoder, classifier)
+    end_to_end.save(tmp_path / "e2e.keras")
+    reloaded = model.load_model(tmp_path / "e2e.keras")
+    reviews = ["A good film!", "bad, bad <br />film", "unknown words only"]
+    served = reloaded(tf.constant([[r] for r in reviews])).numpy().reshape(-1)
+    direct = classifier(encoder.encode(reviews)).numpy().reshape(-1)
+    assert np.allclose(served, direct, atol=1e-6)
+
+
+def test_missing_model_says_how_to_make_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"run `dvc repro` first"):
+        model.load_model(tmp_path / "absent.keras")
