@@ -88,10 +88,12 @@ def run(
     )
     started = time.perf_counter()
     history = classifier.fit(
-        BucketedBatches(x_train, y_train, params.batch_size, params.seed, params.bucket_by_length),
+        BucketedBatches(
+            x_train, y_train, params.batch_size, params.seed, params.bucket_by_length
+        ).as_dataset(),
         validation_data=BucketedBatches(
             x_val, y_val, params.batch_size, None, params.bucket_by_length
-        ),
+        ).as_dataset(),
         epochs=params.max_epochs,
         callbacks=[stopper],
         verbose=2,

@@ -71,6 +71,7 @@ class Project:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        root.mkdir()
         for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
             shutil.copy(REPO_ROOT / name, root / name)
         for folder in ("stages", "src"):

@@ -34,24 +34,33 @@ def test_bucketed_batches_cover_every_review_once_per_epoch():
     x = np.array([[0] * (20 - n) + list(range(1, n + 1)) for n in lengths])
     y = np.arange(103) % 2
     batches = model.BucketedBatches(x, y, batch_size=10, seed=3, window_batches=4)
-    for _ in range(2):
-        seen = np.concatenate(batches.batches)
-        assert sorted(seen.tolist()) == list(range(103))
-        for index in range(len(batches)):
-            bx, by = batches[index]
-            assert bx.shape[1] == lengths[batches.batches[index]].max()
-            assert by.shape == (len(bx), 1)
-        first_order = [b.tolist() for b in batches.batches]
-        batches.on_epoch_end()
-        assert [b.tolist() for b in batches.batches] != first_order
+    epochs = [batches.plan(), batches.plan()]
+    for plan in epochs:
+        assert len(plan) == len(batches) == 11
+        assert sorted(np.concatenate(plan).tolist()) == list(range(103))
+    assert [b.tolist() for b in epochs[0]] != [b.tolist() for b in epochs[1]]
+    twin = model.BucketedBatches(x, y, batch_size=10, seed=3, window_batches=4)
+    for (bx, by), rows in zip(twin, epochs[0], strict=True):
+        assert by.shape == (len(bx), 1)
+        assert bx.shape[1] == lengths[rows].max()
 
 
 def test_bucketed_batches_are_seeded():
     x = np.arange(1, 41).reshape(20, 2)
     y = np.zeros(20)
-    first = model.BucketedBatches(x, y, 4, seed=1).batches
-    again = model.BucketedBatches(x, y, 4, seed=1).batches
+    first = model.BucketedBatches(x, y, 4, seed=1).plan()
+    again = model.BucketedBatches(x, y, 4, seed=1).plan()
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
+
+
+def test_dataset_accepts_any_sequence_length_whatever_the_first_batches():
+    x = np.array([[0, 0, 0, 1]] * 8 + [[1, 2, 3, 4]] * 8 + [[0, 0, 1, 2]] * 8, np.int32)
+    batches = model.BucketedBatches(x, np.zeros(24), batch_size=8, seed=None)
+    widths = [bx.shape[1] for bx, _ in batches.as_dataset()]
+    assert widths == [1, 2, 4]
+    classifier = model.build_classifier(10, 4, 4, 1, False, 0.0)
+    model.compile_classifier(classifier, 0.01, 1.0)
+    classifier.fit(batches.as_dataset(), epochs=1, verbose=0)
 
 
 def test_predict_probabilities_keeps_row_order():

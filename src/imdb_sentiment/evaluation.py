@@ -52,11 +52,9 @@ def _thin(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def confusion_rows(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> pd.DataFrame:
-    """One (actual, predicted) row per review: DVC's confusion template counts rows."""
-    names = np.array(["negative", "positive"])
-    return pd.DataFrame(
-        {"actual": names[labels], "predicted": names[(probabilities >= threshold).astype(int)]}
-    )
+    """One (actual, predicted) row per review, 1 = positive (DVC's confusion template counts)."""
+    predicted = (probabilities >= threshold).astype(int)
+    return pd.DataFrame({"actual": labels.astype(int), "predicted": predicted})
 
 
 def confident_errors(

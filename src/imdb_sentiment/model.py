@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from imdb_sentiment.text import PAD_ID, TextEncoder
 
@@ -51,12 +54,13 @@ def trim_padding(x: np.ndarray) -> np.ndarray:
     return x[:, used[0] : used[-1] + 1]
 
 
-class BucketedBatches(keras.utils.PyDataset):
+class BucketedBatches:
     """Batches of similar-length reviews, trimmed to their longest member.
 
     An LSTM costs time per step, padded or not; grouping reviews by length cuts the steps.
     Reviews are shuffled, then sorted within windows of ``window_batches`` batches, so each
-    epoch still sees a fresh, seeded order.
+    epoch (each iteration) still sees a fresh order drawn from the seeded generator.
+    With ``seed=None`` the order is fixed (for validation).
     """
 
     def __init__(
@@ -68,44 +72,41 @@ class BucketedBatches(keras.utils.PyDataset):
         bucketed: bool = True,
         window_batches: int = 32,
     ) -> None:
-        super().__init__()
         self.x, self.y = x, y.astype("float32").reshape(-1, 1)
         self.batch_size, self.bucketed, self.window = batch_size, bucketed, window_batches
         self.lengths = (x != PAD_ID).sum(axis=1)
         self.rng = np.random.default_rng(seed) if seed is not None else None
-        self.batches = self._plan()
 
-    def _plan(self) -> list[np.ndarray]:
-        order = (
-            self.rng.permutation(len(self.x)) if self.rng is not None else np.arange(len(self.x))
-        )
+    def __len__(self) -> int:
+        return math.ceil(len(self.x) / self.batch_size)
+
+    def plan(self) -> list[np.ndarray]:
+        """Row indices of each batch for one epoch."""
+        order = np.arange(len(self.x)) if self.rng is None else self.rng.permutation(len(self.x))
         if self.bucketed:
             window = self.batch_size * self.window
-            order = np.concatenate(
-                [
-                    chunk[np.argsort(self.lengths[chunk], kind="stable")]
-                    for chunk in np.split(order, range(window, len(order), window))
-                ]
-            )
-        batches = [
-            order[start : start + self.batch_size]
-            for start in range(0, len(order), self.batch_size)
-        ]
+            chunks = np.split(order, range(window, len(order), window))
+            order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")] for c in chunks])
+        batches = np.split(order, range(self.batch_size, len(order), self.batch_size))
         if self.rng is not None:
             self.rng.shuffle(batches)
         return batches
 
-    def __len__(self) -> int:
-        return len(self.batches)
+    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        for rows in self.plan():
+            x = self.x[rows]
+            yield (trim_padding(x) if self.bucketed else x), self.y[rows]
 
-    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.batches[index]
-        x = self.x[rows]
-        return (trim_padding(x) if self.bucketed else x), self.y[rows]
-
-    def on_epoch_end(self) -> None:
-        if self.rng is not None:
-            self.batches = self._plan()
+    def as_dataset(self) -> tf.data.Dataset:
+        """A tf.data pipeline over this object; each epoch re-iterates, so re-plans."""
+        # Declared, not inferred: Keras would otherwise fix the length from the first batches.
+        signature = (
+            tf.TensorSpec([None, None], tf.int32),
+            tf.TensorSpec([None, 1], tf.float32),
+        )
+        dataset = tf.data.Dataset.from_generator(self.__iter__, output_signature=signature)
+        cardinality = tf.data.experimental.assert_cardinality(len(self))
+        return dataset.apply(cardinality).prefetch(tf.data.AUTOTUNE)
 
 
 def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:

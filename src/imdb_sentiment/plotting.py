@@ -11,6 +11,7 @@ matplotlib.use("Agg")  # stages run headless
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from imdb_sentiment.fileio import atomic_file  # noqa: E402
 
@@ -29,6 +30,7 @@ def training_curves(history: pd.DataFrame, path: Path) -> None:
         axis.plot(history["epoch"], history[metric], marker="o", label="train")
         axis.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()
     _save(figure, path)
 
