@@ -1,0 +1,172 @@
+"""`sentiment`: predict from the command line, or serve the REST API and web UI."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from imdb_sentiment.predict import DEFAULT_MODEL, ModelError, Prediction
+
+PROGRESS_THRESHOLD = 2048  # reviews; below this a progress bar is noise
+
+
+class InputError(ValueError):
+    """An input file or stream that cannot be read as reviews."""
+
+
+def read_reviews(source: str, column: str = "text") -> list[str]:
+    """Reviews from a .txt (one per line), .csv (a text column) or .jsonl file, or '-' (stdin)."""
+    if source == "-":
+        return _non_empty(sys.stdin.read().splitlines())
+    path = Path(source)
+    try:
+        content = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"cannot read {path}: {error}") from error
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return _from_csv(path, content, column)
+    if suffix == ".jsonl":
+        return _from_jsonl(path, content, column)
+    return _non_empty(content.splitlines())
+
+
+def _non_empty(lines: Sequence[str]) -> list[str]:
+    return [line for line in lines if line.strip()]
+
+
+def _from_csv(path: Path, content: str, column: str) -> list[str]:
+    reader = csv.DictReader(io.StringIO(content))
+    if column not in (reader.fieldnames or []):
+        raise InputError(f"{path}: no '{column}' column (columns: {reader.fieldnames})")
+    return _non_empty([row[column] or "" for row in reader])
+
+
+def _from_jsonl(path: Path, content: str, column: str) -> list[str]:
+    reviews = []
+    for number, line in enumerate(content.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise InputError(f"{path}:{number}: not JSON: {error}") from error
+        value = record.get(column) if isinstance(record, dict) else record
+        if not isinstance(value, str):
+            raise InputError(f"{path}:{number}: expected a string or an object with '{column}'")
+        reviews.append(value)
+    return _non_empty(reviews)
+
+
+def format_predictions(predictions: Sequence[Prediction], style: str) -> str:
+    rows = [p.as_dict() for p in predictions]
+    if style == "json":
+        return json.dumps(rows, indent=2, ensure_ascii=False)
+    if style == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return out.getvalue().rstrip("\n")
+    header = f"{'label':<9} {'p(positive)':>11} {'confidence':>10}  text"
+    lines = [header, "-" * len(header)]
+    for p in predictions:
+        snippet = " ".join(p.text.split())
+        snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
+        lines.append(
+            f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f}  {snippet}"
+        )
+    return "\n".join(lines)
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    reviews = list(args.texts)
+    if args.file:
+        reviews += read_reviews(args.file, args.column)
+    if not reviews:
+        raise InputError(
+            "no reviews given: pass text arguments, --file PATH, or --file - for stdin"
+        )
+    from imdb_sentiment.predict import Predictor  # TensorFlow loads only when needed
+
+    predictor = Predictor.load(args.model, args.batch_size)
+    predictions = []
+    chunks = range(0, len(reviews), args.batch_size)
+    if len(reviews) >= PROGRESS_THRESHOLD:
+        from tqdm import tqdm
+
+        chunks = tqdm(chunks, desc="predicting", unit=" batches", file=sys.stderr)
+    for start in chunks:
+        predictions += predictor.predict(reviews[start : start + args.batch_size], args.threshold)
+    print(format_predictions(predictions, args.format))
+    return 0
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from imdb_sentiment.serve import ServerSettings, create_app
+
+    settings = ServerSettings(
+        model_path=Path(args.model),
+        threshold=args.threshold,
+        max_text_chars=args.max_text_chars,
+        max_batch=args.max_batch,
+        max_body_bytes=args.max_body_bytes,
+        ui=not args.no_ui,
+    )
+    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    return 0
+
+
+def _threshold(value: str) -> float:
+    number = float(value)
+    if not 0.0 < number < 1.0:
+        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {value}")
+    return number
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sentiment", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--model", default=str(DEFAULT_MODEL), help="end-to-end .keras model")
+    common.add_argument("--threshold", type=_threshold, default=0.5, help="P(positive) cut-off")
+
+    predict = commands.add_parser("predict", parents=[common], help="classify reviews")
+    predict.add_argument("texts", nargs="*", help="review texts")
+    predict.add_argument("--file", help="a .txt, .csv or .jsonl file of reviews, or - for stdin")
+    predict.add_argument("--column", default="text", help="text column/key in .csv/.jsonl")
+    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument("--batch-size", type=int, default=256)
+    predict.set_defaults(handler=predict_command)
+
+    serve = commands.add_parser("serve", parents=[common], help="REST API and web UI")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-text-chars", type=int, default=20_000)
+    serve.add_argument("--max-batch", type=int, default=256)
+    serve.add_argument("--max-body-bytes", type=int, default=2_000_000)
+    serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
+    serve.set_defaults(handler=serve_command)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (InputError, ModelError) as error:
+        print(f"sentiment: error: {error}", file=sys.stderr)
+        return 2 if isinstance(error, InputError) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

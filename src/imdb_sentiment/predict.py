@@ -1,0 +1,170 @@
+"""Score raw reviews with a trained end-to-end model: one code path for CLI, API and UI.
+
+The TextEncoder inside the saved end-to-end model is the one preprocess used, so serving
+cleans and tokenises exactly as training did. Calls are serialised with a lock because a
+Keras model is not safe to call from several threads at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import zipfile
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+import yaml
+
+from imdb_sentiment import text
+from imdb_sentiment.model import load_model, predict_probabilities
+
+DEFAULT_MODEL = Path("models/end_to_end.keras")
+LABELS = ("negative", "positive")
+
+
+class ModelError(RuntimeError):
+    """The model file is missing, unreadable, or not an end-to-end sentiment model."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    text: str
+    label: str
+    probability_positive: float
+    confidence: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Predictor:
+    """A loaded end-to-end model with batched, thread-safe prediction."""
+
+    def __init__(self, end_to_end: keras.Model, batch_size: int = 256) -> None:
+        encoders = [layer for layer in end_to_end.layers if isinstance(layer, text.TextEncoder)]
+        classifiers = [layer for layer in end_to_end.layers if isinstance(layer, keras.Model)]
+        if len(encoders) != 1 or len(classifiers) != 1:
+            raise ModelError(
+                "not an end-to-end sentiment model: expected a TextEncoder + classifier"
+            )
+        self.encoder, self.classifier = encoders[0], classifiers[0]
+        self.batch_size = batch_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_MODEL, batch_size: int = 256) -> Predictor:
+        """Verify the artifact, then load it in Keras safe mode."""
+        verify_artifact(path)
+        try:
+            return cls(load_model(path), batch_size)
+        except (ValueError, TypeError, OSError) as error:
+            raise ModelError(f"{path}: cannot load model: {error}") from error
+
+    def probabilities(self, reviews: Sequence[str]) -> np.ndarray:
+        """P(positive) per review."""
+        if not reviews:
+            return np.zeros(0, np.float32)
+        with self._lock:
+            ids = self.encoder.encode(list(reviews))
+            return predict_probabilities(self.classifier, ids, self.batch_size)
+
+    def predict(self, reviews: Sequence[str], threshold: float = 0.5) -> list[Prediction]:
+        """Label, P(positive) and confidence (probability of the chosen label) per review."""
+        return [
+            _prediction(review, float(p), threshold)
+            for review, p in zip(reviews, self.probabilities(reviews), strict=True)
+        ]
+
+    def word_influence(self, review: str) -> list[tuple[str, float]]:
+        """Each kept word with how much it moved P(positive): occlusion, one word at a time.
+
+        Masking a word's id removes its step from the LSTM, so the difference between the
+        full review and the review without that word is the word's push (+ toward positive).
+        Words cut by truncation are reported with influence 0.
+        """
+        words = [w.decode() for w in text.tokenize([review], **self.encoder.cleaning)[0].numpy()]
+        ids = self.encoder.encode([review])[0]
+        positions = np.flatnonzero(ids != text.PAD_ID)
+        kept = len(positions)
+        first_kept = len(words) - kept if self.encoder.truncating == "pre" else 0
+        variants = np.repeat(ids[np.newaxis, :], kept + 1, axis=0)
+        variants[np.arange(1, kept + 1), positions] = text.PAD_ID
+        with self._lock:
+            scores = predict_probabilities(self.classifier, variants, self.batch_size)
+        influence = [0.0] * len(words)
+        for offset in range(kept):
+            influence[first_kept + offset] = float(scores[0] - scores[offset + 1])
+        return list(zip(words, influence, strict=True))
+
+
+def _prediction(review: str, probability: float, threshold: float) -> Prediction:
+    positive = probability >= threshold
+    return Prediction(
+        text=review,
+        label=LABELS[int(positive)],
+        probability_positive=round(probability, 6),
+        confidence=round(probability if positive else 1.0 - probability, 6),
+    )
+
+
+def verify_artifact(path: Path) -> str:
+    """Check the file is a Keras archive with a config; return its sha256."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"model not found: {path}; run `dvc repro` first")
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"{path}: not a .keras model archive")
+    with zipfile.ZipFile(path) as archive:
+        if "config.json" not in archive.namelist():
+            raise ModelError(f"{path}: .keras archive has no config.json")
+    return file_sha256(path)
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_card(model_path: Path, project_root: Path | None = None) -> dict:
+    """Identity of a model: file hash, the params that trained it, its test accuracy.
+
+    Params come from dvc.lock (what actually ran) or, failing that, params.yaml; both and
+    metrics/eval.json are looked up in the project folder (by default the model's parent's parent).
+    """
+    model_path = Path(model_path)
+    root = Path(project_root) if project_root else model_path.resolve().parent.parent
+    card = {"path": str(model_path), "sha256": file_sha256(model_path)}
+    card["size_mb"] = round(model_path.stat().st_size / 2**20, 2)
+    card["params"] = _training_params(root)
+    metrics = root / "metrics" / "eval.json"
+    if metrics.is_file():
+        card["test_accuracy"] = json.loads(metrics.read_text()).get("accuracy")
+    return card
+
+
+def _training_params(root: Path) -> dict:
+    lock = root / "dvc.lock"
+    if lock.is_file():
+        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+        merged: dict = {}
+        for stage in ("preprocess", "train"):
+            for values in stages.get(stage, {}).get("params", {}).values():
+                merged.update({key: value for key, value in values.items()})
+        if merged:
+            return merged
+    params = root / "params.yaml"
+    if params.is_file():
+        document = yaml.safe_load(params.read_text()) or {}
+        return {
+            f"{section}.{key}": value
+            for section in ("preprocess", "train")
+            for key, value in (document.get(section) or {}).items()
+        }
+    return {}

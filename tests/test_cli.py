@@ -1,0 +1,125 @@
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from imdb_sentiment import cli
+
+
+@pytest.fixture(scope="module")
+def model(pipeline_run):
+    return str(pipeline_run / "models/end_to_end.keras")
+
+
+def run(capsys, *args):
+    code = cli.main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_predict_texts_as_table(capsys, model):
+    code, out, _ = run(capsys, "predict", "An instant classic.", "Dull.", "--model", model)
+    lines = out.splitlines()
+    assert code == 0 and lines[0].split()[:3] == ["label", "p(positive)", "confidence"]
+    assert len(lines) == 4 and lines[2].endswith("An instant classic.")
+
+
+def test_json_and_csv_formats(capsys, model):
+    _, out, _ = run(capsys, "predict", "Great!", "--model", model, "--format", "json")
+    [row] = json.loads(out)
+    assert set(row) == {"text", "label", "probability_positive", "confidence"}
+    _, out, _ = run(capsys, "predict", "Great!", "--model", model, "--format", "csv")
+    assert out.splitlines()[0] == "text,label,probability_positive,confidence"
+
+
+def test_threshold_changes_the_label(capsys, model):
+    _, out, _ = run(
+        capsys, "predict", "ok", "--model", model, "--format", "json", "--threshold", "0.000001"
+    )
+    assert json.loads(out)[0]["label"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("reviews.txt", "Great film\n\nAwful film\n"),
+        ("reviews.csv", 'id,text\n1,Great film\n2,"Awful, film"\n'),
+        ("reviews.jsonl", '{"text": "Great film"}\n"Awful film"\n'),
+    ],
+)
+def test_batch_files(capsys, model, tmp_path, name, content):
+    (tmp_path / name).write_text(content)
+    code, out, _ = run(
+        capsys, "predict", "--file", str(tmp_path / name), "--model", model, "--format", "json"
+    )
+    assert code == 0 and len(json.loads(out)) == 2
+
+
+def test_stdin(capsys, model, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Great film\nAwful film\n"))
+    code, out, _ = run(capsys, "predict", "--file", "-", "--model", model, "--format", "json")
+    assert code == 0 and [r["text"] for r in json.loads(out)] == ["Great film", "Awful film"]
+
+
+def test_progress_on_long_input(capsys, model, monkeypatch, tmp_path):
+    monkeypatch.setattr(cli, "PROGRESS_THRESHOLD", 3)
+    (tmp_path / "many.txt").write_text("good film\n" * 5)
+    code, out, err = run(
+        capsys,
+        "predict",
+        "--file",
+        str(tmp_path / "many.txt"),
+        "--model",
+        model,
+        "--batch-size",
+        "2",
+    )
+    assert code == 0 and "predicting" in err and len(out.splitlines()) == 7
+
+
+def test_missing_model_exit_code_and_message(capsys, tmp_path):
+    code, _, err = run(capsys, "predict", "x", "--model", str(tmp_path / "none.keras"))
+    assert code == 1 and "run `dvc repro` first" in err
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("absent.txt", None, "cannot read"),
+        ("bad.csv", "id,review\n1,x\n", "no 'text' column"),
+        ("bad.jsonl", '{"text": "ok"}\n{oops\n', "bad.jsonl:2: not JSON"),
+        ("latin1.txt", b"caf\xe9\n", "cannot read"),
+    ],
+)
+def test_unreadable_inputs(capsys, model, tmp_path, name, content, message):
+    path = tmp_path / name
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    code, _, err = run(capsys, "predict", "--file", str(path), "--model", model)
+    assert code == 2 and message in err
+
+
+def test_no_input_is_an_error(capsys, model):
+    code, _, err = run(capsys, "predict", "--model", model)
+    assert code == 2 and "no reviews given" in err
+
+
+def test_bad_threshold_is_rejected(capsys, model):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["predict", "x", "--model", model, "--threshold", "1.5"])
+    assert (
+        exit_info.value.code == 2 and "threshold must be between 0 and 1" in capsys.readouterr().err
+    )
+
+
+def test_console_script_is_installed():
+    # pip puts console scripts beside the interpreter of the environment it installs into.
+    executable = shutil.which("sentiment", path=str(Path(sys.executable).parent))
+    assert executable, "no `sentiment` console script beside python; pip install -e ."
+    result = subprocess.run([executable, "predict", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--format" in result.stdout

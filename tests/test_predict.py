@@ -1,0 +1,72 @@
+import zipfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imdb_sentiment.model import load_model
+from imdb_sentiment.predict import ModelError, Predictor, model_card, verify_artifact
+
+REVIEWS = ["A great, wonderful film!", "Boring and awful. The worst.", "plot " * 100]
+
+
+@pytest.fixture(scope="module")
+def model_path(pipeline_run):
+    return pipeline_run / "models/end_to_end.keras"
+
+
+@pytest.fixture(scope="module")
+def predictor(model_path):
+    return Predictor.load(model_path)
+
+
+def test_matches_the_exported_raw_text_model(predictor, model_path):
+    served = load_model(model_path).predict_on_batch(tf.constant([[r] for r in REVIEWS]))
+    assert np.allclose(predictor.probabilities(REVIEWS), served.reshape(-1), atol=1e-5)
+
+
+def test_predictions_carry_label_probability_and_confidence(predictor):
+    for prediction in predictor.predict(REVIEWS, threshold=0.5):
+        p = prediction.probability_positive
+        assert prediction.label == ("positive" if p >= 0.5 else "negative")
+        assert prediction.confidence == pytest.approx(max(p, 1 - p), abs=1e-6)
+    always_positive = predictor.predict(REVIEWS, threshold=1e-9)
+    assert {p.label for p in always_positive} == {"positive"}
+
+
+def test_word_influence_covers_every_word(predictor):
+    influence = predictor.word_influence("Great film, <br />awful ending!")
+    assert [word for word, _ in influence] == ["great", "film", "awful", "ending"]
+    assert any(score != 0 for _, score in influence)
+
+
+def test_truncated_words_have_no_influence(predictor):
+    max_length = predictor.encoder.max_length
+    words = predictor.word_influence("plot " * (max_length + 5))
+    assert len(words) == max_length + 5 and all(score == 0 for _, score in words[:5])
+
+
+def test_missing_model_says_run_dvc_repro(tmp_path):
+    with pytest.raises(ModelError, match=r"model not found: .*absent.keras; run `dvc repro` first"):
+        Predictor.load(tmp_path / "absent.keras")
+
+
+def test_not_a_keras_archive(tmp_path):
+    (tmp_path / "junk.keras").write_bytes(b"not a zip")
+    with pytest.raises(ModelError, match="not a .keras model archive"):
+        verify_artifact(tmp_path / "junk.keras")
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
+        archive.writestr("other.txt", "x")
+    with pytest.raises(ModelError, match="has no config.json"):
+        Predictor.load(tmp_path / "empty.keras")
+
+
+def test_classifier_alone_is_not_an_end_to_end_model(pipeline_run):
+    with pytest.raises(ModelError, match="not an end-to-end sentiment model"):
+        Predictor.load(pipeline_run / "models/classifier.keras")
+
+
+def test_model_card_names_hash_params_and_accuracy(model_path, pipeline_run):
+    card = model_card(model_path)
+    assert len(card["sha256"]) == 64 and card["params"]["train.lstm_units"] == 4
+    assert card["test_accuracy"] is not None
