@@ -47,6 +47,8 @@ class Params:
     lstm_layers: int = field(metadata={"min": 1})
     bidirectional: bool
     dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
+    embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
+    pooling: Literal["last", "max", "mean_max"]
     learning_rate: float = field(metadata={"gt": 0.0})
     clipnorm: float = field(metadata={"gt": 0.0})
     batch_size: int = field(metadata={"min": 1})
@@ -77,6 +79,8 @@ def run(
         params.lstm_layers,
         params.bidirectional,
         params.dropout,
+        params.pooling,
+        params.embedding_dropout,
     )
     compile_classifier(classifier, params.learning_rate, params.clipnorm)
     stopper = keras.callbacks.EarlyStopping(
@@ -96,6 +100,7 @@ def run(
         ).as_dataset(),
         epochs=params.max_epochs,
         callbacks=[stopper],
+        shuffle=False,  # BucketedBatches already shuffles, seeded
         verbose=2,
     )
     seconds = time.perf_counter() - started

@@ -87,3 +87,30 @@ def test_end_to_end_model_matches_classifier_on_encoded_text(tmp_path):
 def test_missing_model_says_how_to_make_it(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"run `dvc repro` first"):
         model.load_model(tmp_path / "absent.keras")
+
+
+@pytest.mark.parametrize("pooling", ["max", "mean_max"])
+def test_pooling_ignores_padding(pooling):
+    classifier = model.build_classifier(50, 8, 4, 1, True, 0.0, pooling, embedding_dropout=0.2)
+    short = classifier(np.array([[5, 6, 7]], np.int32)).numpy()
+    padded = classifier(np.array([[0] * 9 + [5, 6, 7]], np.int32)).numpy()
+    assert np.allclose(short, padded, atol=1e-6)
+
+
+def test_max_pooling_of_an_all_padding_review_is_finite():
+    classifier = model.build_classifier(50, 8, 4, 1, False, 0.0, "max")
+    probability = classifier(np.zeros((1, 5), np.int32)).numpy()
+    assert np.isfinite(probability).all() and 0 < probability[0, 0] < 1
+
+
+def test_unknown_pooling_is_refused():
+    with pytest.raises(ValueError, match="pooling must be one of"):
+        model.build_classifier(50, 8, 4, 1, False, 0.0, "median")
+
+
+def test_pooled_model_survives_saving(tmp_path):
+    classifier = model.build_classifier(50, 8, 4, 1, True, 0.0, "mean_max")
+    classifier.save(tmp_path / "pooled.keras")
+    x = np.array([[0, 3, 4, 5]], np.int32)
+    reloaded = model.load_model(tmp_path / "pooled.keras")
+    assert np.allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)

@@ -13,6 +13,36 @@ import tensorflow as tf
 from imdb_sentiment.text import PAD_ID, TextEncoder
 
 
+@keras.saving.register_keras_serializable(package="imdb_sentiment")
+class MaskedGlobalMaxPooling1D(keras.layers.Layer):
+    """Max over the real (unmasked) steps only, so the amount of padding never matters.
+
+    Keras' GlobalMaxPooling1D ignores the mask; padded steps would then take part in the max
+    and a review would score differently padded to 256 (serving) or trimmed (evaluation).
+    """
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
+        if mask is None:
+            return keras.ops.max(inputs, axis=1)
+        keep = keras.ops.expand_dims(mask, -1)
+        pooled = keras.ops.max(keras.ops.where(keep, inputs, -1e9), axis=1)
+        # A review with no known word at all is all padding: pool to zeros, not -1e9.
+        return keras.ops.where(keras.ops.any(keep, axis=1), pooled, 0.0)
+
+    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
+        return None
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], input_shape[2])
+
+
+POOLINGS = ("last", "max", "mean_max")
+
+
 def build_classifier(
     vocab_size: int,
     embedding_dim: int,
@@ -20,16 +50,33 @@ def build_classifier(
     lstm_layers: int,
     bidirectional: bool,
     dropout: float,
+    pooling: str = "last",
+    embedding_dropout: float = 0.0,
 ) -> keras.Model:
-    """Embedding -> LSTM stack -> Dense(sigmoid), taking int id sequences of any length."""
+    """Embedding -> LSTM stack -> pooling over time -> Dense(sigmoid), for id sequences.
+
+    ``pooling``: "last" uses the final LSTM state; "max" and "mean_max" pool the outputs of
+    every (unpadded) step, so evidence early in a long review is not forgotten.
+    """
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     # mask_zero lets the LSTM skip padding, so padding side does not change the result.
     hidden = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True)(ids)
+    if embedding_dropout:
+        hidden = keras.layers.SpatialDropout1D(embedding_dropout)(hidden)
     for layer_index in range(lstm_layers):
-        last = layer_index == lstm_layers - 1
-        recurrent = keras.layers.LSTM(lstm_units, return_sequences=not last)
+        sequences = pooling != "last" or layer_index < lstm_layers - 1
+        recurrent = keras.layers.LSTM(lstm_units, return_sequences=sequences)
         hidden = (keras.layers.Bidirectional(recurrent) if bidirectional else recurrent)(hidden)
-        hidden = keras.layers.Dropout(dropout)(hidden)
+        if dropout:
+            hidden = keras.layers.Dropout(dropout)(hidden)
+    if pooling == "max":
+        hidden = MaskedGlobalMaxPooling1D()(hidden)
+    elif pooling == "mean_max":
+        hidden = keras.layers.Concatenate()(
+            [MaskedGlobalMaxPooling1D()(hidden), keras.layers.GlobalAveragePooling1D()(hidden)]
+        )
     probability = keras.layers.Dense(1, activation="sigmoid", name="positive")(hidden)
     return keras.Model(ids, probability, name="lstm_classifier")
 

@@ -1,0 +1,215 @@
+"""Benchmark the full pipeline against a reference-style baseline, in one run.
+
+    python bench/benchmark.py --archive ../shared/datasets/aclImdb_labeled.tar.gz
+
+Copies the pipeline into scratch git+dvc repositories under bench/runs/, runs `dvc repro`
+stage by stage with the committed params and with a baseline configured like the reference
+projects (Embedding(10000,128) -> LSTM(64) -> Dense, max length 500 post-padded, batch 32,
+every batch padded to the full length), and records per-stage wall time and peak memory,
+the test metrics and training throughput. Writes bench/report.json and bench/report.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import psutil
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+STAGES = ("download", "preprocess", "train", "evaluate")
+BASELINE = {
+    "preprocess": {"vocab_size": 10000, "max_length": 500, "padding": "post", "truncating": "post"},
+    "train": {
+        "embedding_dim": 128,
+        "lstm_units": 64,
+        "lstm_layers": 1,
+        "bidirectional": False,
+        "batch_size": 32,
+        "bucket_by_length": False,
+    },
+}
+
+
+def peak_rss_of_tree(process: subprocess.Popen, interval: float = 0.2) -> list[int]:
+    """Start polling the RSS of ``process`` and its children; the list holds the peak so far."""
+    peak = [0]
+
+    def poll() -> None:
+        try:
+            root = psutil.Process(process.pid)
+            while process.poll() is None:
+                tree = [root, *root.children(recursive=True)]
+                total = 0
+                for member in tree:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        total += member.memory_info().rss
+                peak[0] = max(peak[0], total)
+                time.sleep(interval)
+        except psutil.NoSuchProcess:
+            pass
+
+    threading.Thread(target=poll, daemon=True).start()
+    return peak
+
+
+def make_project(folder: Path, params: dict) -> dict[str, str]:
+    """A scratch git+dvc copy of the pipeline; returns the environment to run it in."""
+    folder.mkdir(parents=True)
+    for name in ("dvc.yaml", "pyproject.toml"):
+        shutil.copy(REPO_ROOT / name, folder / name)
+    for sub in ("stages", "src"):
+        shutil.copytree(REPO_ROOT / sub, folder / sub, ignore=shutil.ignore_patterns("__pycache__"))
+    (folder / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{folder / 'src'}{os.pathsep}{folder}",
+        "DVC_NO_ANALYTICS": "1",
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
+    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+        subprocess.run(command, cwd=folder, env=env, check=True)
+    return env
+
+
+def run_pipeline(name: str, folder: Path, params: dict, log: Path) -> dict:
+    env = make_project(folder, params)
+    stages = {}
+    with open(log, "a") as log_file:
+        for stage in STAGES:
+            print(f"[{name}] {stage} ...", flush=True)
+            started = time.perf_counter()
+            command = ["dvc", "repro", "--single-item", stage]
+            process = subprocess.Popen(
+                command, cwd=folder, env=env, stdout=log_file, stderr=log_file
+            )
+            peak = peak_rss_of_tree(process)
+            if process.wait() != 0:
+                raise SystemExit(f"[{name}] stage {stage} failed; see {log}")
+            seconds = time.perf_counter() - started
+            stages[stage] = {"wall_s": round(seconds, 1), "peak_rss_mb": round(peak[0] / 2**20)}
+            print(f"[{name}] {stage}: {seconds:.1f} s, peak {peak[0] / 2**20:.0f} MB", flush=True)
+    read = lambda path: json.loads((folder / path).read_text())  # noqa: E731
+    return {
+        "params": params,
+        "stages": stages,
+        "total_wall_s": round(sum(s["wall_s"] for s in stages.values()), 1),
+        "max_peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
+        "train": read("metrics/train.json"),
+        "eval": read("metrics/eval.json"),
+    }
+
+
+def machine() -> dict:
+    model = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else platform.processor()
+    )
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def markdown(report: dict) -> str:
+    ours, base = report["pipeline"], report["baseline"]
+    lines = [
+        f"Benchmark of {report['commit'][:10]} on {report['machine']['cores']} cores "
+        f"({report['machine']['cpu']}), {report['date']}",
+        "",
+        f"Command: `{report['command']}`",
+        "",
+        "| | pipeline (params.yaml) | baseline (reference-style) |",
+        "|---|---|---|",
+    ]
+    for stage in STAGES:
+        a, b = ours["stages"][stage], base["stages"][stage]
+        lines.append(
+            f"| {stage}: wall s / peak MB | {a['wall_s']} / {a['peak_rss_mb']} "
+            f"| {b['wall_s']} / {b['peak_rss_mb']} |"
+        )
+    rows = [
+        ("full `dvc repro` wall (min)", lambda r: f"{r['total_wall_s'] / 60:.1f}"),
+        ("max stage peak memory (MB)", lambda r: r["max_peak_rss_mb"]),
+        ("epochs run", lambda r: r["train"]["epochs_run"]),
+        ("training throughput (reviews/s)", lambda r: r["train"]["train_reviews_per_second"]),
+        ("validation accuracy", lambda r: r["eval"]["validation_accuracy"]),
+        ("test accuracy", lambda r: r["eval"]["accuracy"]),
+        ("test F1", lambda r: r["eval"]["f1"]),
+        ("test ROC-AUC", lambda r: r["eval"]["roc_auc"]),
+    ]
+    lines += [f"| {label} | {value(ours)} | {value(base)} |" for label, value in rows]
+    lines += ["", f"Training throughput ratio (pipeline / baseline): {report['throughput_ratio']}x"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--archive", required=True, type=Path, help="local aclImdb archive")
+    parser.add_argument("--baseline-epochs", type=int, default=2, help="bound on baseline epochs")
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench")
+    parser.add_argument("--skip-baseline", action="store_true")
+    args = parser.parse_args()
+    os.environ["IMDB_ARCHIVE"] = str(args.archive.resolve())
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    runs = REPO_ROOT / "bench" / "runs" / stamp
+    runs.mkdir(parents=True)
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    baseline = json.loads(json.dumps(params))
+    for section, values in BASELINE.items():
+        baseline[section].update(values)
+    baseline["train"]["max_epochs"] = args.baseline_epochs
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    report = {
+        "date": stamp,
+        "commit": commit,
+        "command": " ".join(["python", "bench/benchmark.py", *sys.argv[1:]]),
+        "machine": machine(),
+        "pipeline": run_pipeline("pipeline", runs / "pipeline", params, runs / "pipeline.log"),
+    }
+    if not args.skip_baseline:
+        report["baseline"] = run_pipeline(
+            "baseline", runs / "baseline", baseline, runs / "baseline.log"
+        )
+        ratio = (
+            report["pipeline"]["train"]["train_reviews_per_second"]
+            / report["baseline"]["train"]["train_reviews_per_second"]
+        )
+        report["throughput_ratio"] = round(ratio, 2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    if "baseline" in report:
+        (args.out / "report.md").write_text(markdown(report))
+        print(markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
