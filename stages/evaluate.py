@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from imdb_sentiment import archive, dataset, evaluation, plotting
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
-from imdb_sentiment.model import load_model, predict_probabilities
+from imdb_sentiment.model import load_model, predict_probabilities, scorer
 from imdb_sentiment.params import ParamsError, load_stage_params
 
 RAW_DIR = Path("data/raw")
@@ -54,16 +54,16 @@ def run(
     plots_dir: Path = PLOTS_DIR,
     errors_dir: Path = ERRORS_DIR,
 ) -> dict:
-    classifier = load_model(models_dir / "classifier.keras")
+    score = scorer(load_model(models_dir / "classifier.keras"))
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     test_table = archive.read_table(raw_dir, "test")
     if not np.array_equal(test_table["id"].to_numpy(), ids):
         raise ParityError(f"{raw_dir / 'test.csv'} and {prepared_dir / 'test.npz'} disagree")
 
-    probabilities = predict_probabilities(classifier, x_test, params.batch_size)
+    probabilities = predict_probabilities(score, x_test, params.batch_size)
     _check_raw_text_parity(models_dir, test_table["text"], probabilities, params.batch_size)
-    validation = predict_probabilities(classifier, x_val, params.batch_size)
+    validation = predict_probabilities(score, x_val, params.batch_size)
 
     report = evaluation.classification_metrics(y_test, probabilities, params.threshold)
     report["validation_accuracy"] = round(

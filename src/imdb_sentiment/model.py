@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import keras
@@ -156,14 +156,26 @@ class BucketedBatches:
         return dataset.apply(cardinality).prefetch(tf.data.AUTOTUNE)
 
 
-def predict_probabilities(model: keras.Model, x: np.ndarray, batch_size: int) -> np.ndarray:
+Scorer = Callable[[np.ndarray], np.ndarray]
+
+
+def scorer(model: keras.Model) -> Scorer:
+    """A compiled ids -> P(positive) function; one graph serves every batch shape."""
+    forward = tf.function(
+        lambda ids: model(ids, training=False),
+        input_signature=[tf.TensorSpec([None, None], tf.int32)],
+        reduce_retracing=True,
+    )
+    return lambda ids: forward(ids).numpy().reshape(-1)
+
+
+def predict_probabilities(score: Scorer, x: np.ndarray, batch_size: int) -> np.ndarray:
     """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
     order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
     probabilities = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]
-        # predict_on_batch runs a compiled graph; an eager call steps the LSTM in Python.
-        probabilities[rows] = model.predict_on_batch(trim_padding(x[rows])).reshape(-1)
+        probabilities[rows] = score(trim_padding(x[rows]))
     return probabilities
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from imdb_sentiment import text
-from imdb_sentiment.model import load_model, predict_probabilities
+from imdb_sentiment.model import load_model, predict_probabilities, scorer
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
 LABELS = ("negative", "positive")
@@ -52,6 +52,7 @@ class Predictor:
                 "not an end-to-end sentiment model: expected a TextEncoder + classifier"
             )
         self.encoder, self.classifier = encoders[0], classifiers[0]
+        self._score = scorer(self.classifier)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -70,7 +71,7 @@ class Predictor:
             return np.zeros(0, np.float32)
         with self._lock:
             ids = self.encoder.encode(list(reviews))
-            return predict_probabilities(self.classifier, ids, self.batch_size)
+            return predict_probabilities(self._score, ids, self.batch_size)
 
     def predict(self, reviews: Sequence[str], threshold: float = 0.5) -> list[Prediction]:
         """Label, P(positive) and confidence (probability of the chosen label) per review."""
@@ -94,7 +95,7 @@ class Predictor:
         variants = np.repeat(ids[np.newaxis, :], kept + 1, axis=0)
         variants[np.arange(1, kept + 1), positions] = text.PAD_ID
         with self._lock:
-            scores = predict_probabilities(self.classifier, variants, self.batch_size)
+            scores = predict_probabilities(self._score, variants, self.batch_size)
         influence = [0.0] * len(words)
         for offset in range(kept):
             influence[first_kept + offset] = float(scores[0] - scores[offset + 1])

@@ -1,0 +1,166 @@
+"""Measure serving speed: in-process latency and throughput, and the API under load.
+
+    python bench/serving.py --model models/end_to_end.keras --reviews data/raw/test.csv
+
+1. one review in-process (Predictor.predict), median and p99 over --single-runs calls;
+2. batch prediction throughput over --batch-reviews reviews;
+3. the REST API (uvicorn on 127.0.0.1, UI off) under --clients concurrent clients, each
+   posting single reviews to /predict until --requests have been sent (bounded in count
+   and by --max-seconds); reports errors and latency percentiles.
+Writes bench/serving.json and prints a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def percentile(values: list[float], q: float) -> float:
+    return float(np.percentile(np.asarray(values), q))
+
+
+def in_process(model: Path, reviews: list[str], single_runs: int, batch_reviews: int) -> dict:
+    from imdb_sentiment.predict import Predictor
+
+    predictor = Predictor.load(model)
+    predictor.predict(reviews[:8])  # compile
+    latencies = []
+    for review in reviews[:single_runs]:
+        started = time.perf_counter()
+        predictor.predict([review])
+        latencies.append((time.perf_counter() - started) * 1000)
+    batch = reviews[:batch_reviews]
+    started = time.perf_counter()
+    predictor.predict(batch)
+    seconds = time.perf_counter() - started
+    return {
+        "single_median_ms": round(statistics.median(latencies), 2),
+        "single_p99_ms": round(percentile(latencies, 99), 2),
+        "batch_reviews": len(batch),
+        "batch_reviews_per_second": round(len(batch) / seconds, 1),
+    }
+
+
+async def load_test(
+    base: str, reviews: list[str], clients: int, requests: int, limit: float
+) -> dict:
+    latencies: list[float] = []
+    errors = 0
+    sent = 0
+    deadline = time.monotonic() + limit
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        nonlocal errors, sent
+        while sent < requests and time.monotonic() < deadline:
+            review = reviews[sent % len(reviews)]
+            sent += 1
+            started = time.perf_counter()
+            try:
+                response = await client.post(f"{base}/predict", json={"text": review})
+                ok = response.status_code == 200
+            except httpx.HTTPError:
+                ok = False
+            latencies.append((time.perf_counter() - started) * 1000)
+            errors += not ok
+
+    async with httpx.AsyncClient(
+        timeout=10, limits=httpx.Limits(max_connections=clients)
+    ) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(client) for _ in range(clients)))
+        seconds = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests": len(latencies),
+        "errors": errors,
+        "requests_per_second": round(len(latencies) / seconds, 1),
+        "p50_ms": round(percentile(latencies, 50), 2),
+        "p99_ms": round(percentile(latencies, 99), 2),
+    }
+
+
+def start_server(model: Path) -> tuple[subprocess.Popen, str]:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-ui"]
+    command += ["--model", str(model), "--port", str(port)]
+    server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                return server, base
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    server.kill()
+    raise SystemExit("server did not become ready in 120 s")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=REPO_ROOT / "models/end_to_end.keras")
+    parser.add_argument("--reviews", type=Path, default=REPO_ROOT / "data/raw/test.csv")
+    parser.add_argument("--single-runs", type=int, default=300)
+    parser.add_argument("--batch-reviews", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/serving.json")
+    args = parser.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+    table = pd.read_csv(args.reviews, usecols=["text"], keep_default_na=False)
+    reviews = table["text"].sample(frac=1.0, random_state=0).tolist()
+    report = {"model": str(args.model), "cores": os.cpu_count()}
+    report["in_process"] = in_process(args.model, reviews, args.single_runs, args.batch_reviews)
+    server, base = start_server(args.model)
+    try:
+        report["api"] = asyncio.run(
+            load_test(base, reviews, args.clients, args.requests, args.max_seconds)
+        )
+    finally:
+        server.terminate()
+        server.wait(30)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    ip, api = report["in_process"], report["api"]
+    rows = [
+        (
+            "one review in-process, median / p99",
+            f"{ip['single_median_ms']} / {ip['single_p99_ms']} ms",
+        ),
+        (
+            f"batch prediction, {ip['batch_reviews']} reviews",
+            f"{ip['batch_reviews_per_second']} reviews/s",
+        ),
+        (
+            f"API, {api['clients']} clients, {api['requests']} requests",
+            f"p50 {api['p50_ms']} ms, p99 {api['p99_ms']} ms, {api['errors']} errors, "
+            f"{api['requests_per_second']} req/s",
+        ),
+    ]
+    print("| measure | value |\n|---|---|")
+    for label, value in rows:
+        print(f"| {label} | {value} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
