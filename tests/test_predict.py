@@ -1,8 +1,11 @@
+import hashlib
+import json
 import zipfile
 
 import numpy as np
 import pytest
 import tensorflow as tf
+import yaml
 
 from imdb_sentiment.model import load_model
 from imdb_sentiment.predict import ModelError, Predictor, model_card, verify_artifact
@@ -70,3 +73,20 @@ def test_model_card_names_hash_params_and_accuracy(model_path, pipeline_run):
     card = model_card(model_path)
     assert len(card["sha256"]) == 64 and card["params"]["train.lstm_units"] == 4
     assert card["test_accuracy"] is not None
+
+
+def test_model_card_tells_whether_the_file_is_the_one_dvc_lock_recorded(tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    model = models / "end_to_end.keras"
+    model.write_bytes(b"model bytes")
+    assert model_card(model)["matches_dvc_lock"] is None  # no dvc.lock
+    listing = [{"relpath": "end_to_end.keras", "md5": hashlib.md5(b"model bytes").hexdigest()}]
+    cache = tmp_path / ".dvc/cache/files/md5/ab"
+    cache.mkdir(parents=True)
+    (cache / "cdef.dir").write_text(json.dumps(listing))
+    lock = {"stages": {"train": {"outs": [{"path": "models", "md5": "abcdef.dir"}]}}}
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    assert model_card(model)["matches_dvc_lock"] is True
+    model.write_bytes(b"another model")
+    assert model_card(model)["matches_dvc_lock"] is False

@@ -143,11 +143,38 @@ def model_card(model_path: Path, project_root: Path | None = None) -> dict:
     root = Path(project_root) if project_root else model_path.resolve().parent.parent
     card = {"path": str(model_path), "sha256": file_sha256(model_path)}
     card["size_mb"] = round(model_path.stat().st_size / 2**20, 2)
+    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, root)
     card["params"] = _training_params(root)
     metrics = root / "metrics" / "eval.json"
     if metrics.is_file():
         card["test_accuracy"] = json.loads(metrics.read_text()).get("accuracy")
     return card
+
+
+def _matches_dvc_lock(model_path: Path, root: Path) -> bool | None:
+    """Whether the file is the one dvc.lock recorded (None when that cannot be told).
+
+    DVC records a folder output as the md5 of a listing kept in its cache; the listing
+    holds each file's md5.
+    """
+    lock, cache = root / "dvc.lock", root / ".dvc" / "cache" / "files" / "md5"
+    if not lock.is_file():
+        return None
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    for stage in stages.values():
+        for out in stage.get("outs", []):
+            folder = root / out["path"]
+            if not str(out.get("md5", "")).endswith(".dir"):
+                continue
+            if model_path.resolve().parent != folder.resolve():
+                continue
+            listing = cache / out["md5"][:2] / out["md5"][2:]
+            if not listing.is_file():
+                return None
+            recorded = {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text())}
+            digest = hashlib.md5(model_path.read_bytes()).hexdigest()  # noqa: S324 - DVC's hash
+            return recorded.get(model_path.name) == digest
+    return None
 
 
 def _training_params(root: Path) -> dict:
