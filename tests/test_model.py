@@ -1,3 +1,7 @@
+import io
+import zipfile
+
+import h5py
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -82,6 +86,22 @@ def test_end_to_end_model_matches_classifier_on_encoded_text(tmp_path):
     served = reloaded(tf.constant([[r] for r in reviews])).numpy().reshape(-1)
     direct = classifier(encoder.encode(reviews)).numpy().reshape(-1)
     assert np.allclose(served, direct, atol=1e-6)
+
+
+def test_end_to_end_model_leaves_the_optimizer_behind(tmp_path):
+    encoder = text.TextEncoder(["good", "bad"], 6)
+    classifier = model.build_classifier(encoder.vocab_size, 4, 4, 1, False, 0.0)
+    model.compile_classifier(classifier, 0.01, 1.0)
+    classifier.fit(np.array([[2, 3], [3, 2]], np.int32), np.array([1, 0]), epochs=1, verbose=0)
+    model.build_end_to_end(encoder, classifier).save(tmp_path / "e2e.keras")
+    classifier.save(tmp_path / "classifier.keras")
+
+    def saved_groups(path):
+        with zipfile.ZipFile(path) as archive:
+            return set(h5py.File(io.BytesIO(archive.read("model.weights.h5"))).keys())
+
+    assert "optimizer" in saved_groups(tmp_path / "classifier.keras")
+    assert "optimizer" not in saved_groups(tmp_path / "e2e.keras")
 
 
 def test_missing_model_says_how_to_make_it(tmp_path):

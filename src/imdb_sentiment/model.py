@@ -89,8 +89,11 @@ def compile_classifier(model: keras.Model, learning_rate: float, clipnorm: float
 
 def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
     """A model that takes raw review strings, shape [batch, 1], and returns P(positive)."""
+    # An uncompiled copy: the served file carries the weights, not the optimizer's state.
+    weights_only = keras.models.clone_model(classifier)
+    weights_only.set_weights(classifier.get_weights())
     texts = keras.Input(shape=(1,), dtype="string", name="review")
-    return keras.Model(texts, classifier(encoder(texts)), name="sentiment_end_to_end")
+    return keras.Model(texts, weights_only(encoder(texts)), name="sentiment_end_to_end")
 
 
 def trim_padding(x: np.ndarray) -> np.ndarray:
