@@ -1,0 +1,34 @@
+"""The benchmark's report rendering, on a synthetic report (the real run takes ~20 minutes)."""
+
+from bench import benchmark
+
+
+def fake_run(reviews_per_second: float, accuracy: float) -> dict:
+    stages = {s: {"wall_s": 10.0, "peak_rss_mb": 500} for s in benchmark.STAGES}
+    return {
+        "stages": stages,
+        "total_wall_s": 40.0,
+        "max_peak_rss_mb": 500,
+        "train": {"epochs_run": 2, "train_reviews_per_second": reviews_per_second},
+        "eval": {"validation_accuracy": 0.9, "accuracy": accuracy, "f1": 0.9, "roc_auc": 0.95},
+    }
+
+
+def test_markdown_report_lists_every_stage_and_the_ratios():
+    report = {
+        "commit": "0123456789abcdef",
+        "date": "20260101T000000Z",
+        "command": "python bench/benchmark.py --archive a.tar.gz",
+        "machine": {"cores": 2, "cpu": "test cpu"},
+        "pipeline": fake_run(300.0, 0.88),
+        "naive": {"train": {"train_reviews_per_second": 100.0}},
+        "baseline": fake_run(150.0, 0.85),
+        "throughput_ratio_vs_naive": 3.0,
+        "throughput_ratio_vs_baseline": 2.0,
+        "eval_identical_to_committed": "identical",
+    }
+    table = benchmark.markdown(report)
+    for stage in benchmark.STAGES:
+        assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 |" in table
+    assert "| test accuracy | 0.88 | 0.85 |" in table
+    assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
