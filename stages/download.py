@@ -13,7 +13,7 @@ from pathlib import Path
 
 from imdb_sentiment import archive
 from imdb_sentiment.fileio import atomic_directory
-from imdb_sentiment.params import ParamsError, load_stage_params
+from imdb_sentiment.params import run_stage
 
 RAW_DIR = Path("data/raw")
 CACHE_DIR = Path("data/cache")
@@ -43,12 +43,7 @@ def run(params: Params, raw_dir: Path = RAW_DIR, cache_dir: Path = CACHE_DIR) ->
 
 
 def main() -> int:
-    try:
-        run(load_stage_params(SECTION, Params))
-    except (ParamsError, archive.ArchiveError) as error:
-        print(f"download: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_stage(SECTION, Params, run, (archive.ArchiveError,))
 
 
 if __name__ == "__main__":

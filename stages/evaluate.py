@@ -17,7 +17,7 @@ import tensorflow as tf
 from imdb_sentiment import archive, dataset, evaluation, plotting
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.model import load_model, predict_probabilities, scorer
-from imdb_sentiment.params import ParamsError, load_stage_params
+from imdb_sentiment.params import run_stage
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -111,12 +111,7 @@ def _write_plots(labels, probabilities, threshold: float, report: dict, plots_di
 
 
 def main() -> int:
-    try:
-        run(load_stage_params(SECTION, Params))
-    except (ParamsError, FileNotFoundError, archive.ArchiveError, ParityError) as error:
-        print(f"evaluate: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_stage(SECTION, Params, run, (FileNotFoundError, archive.ArchiveError, ParityError))
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from typing import Literal
 
 from imdb_sentiment import archive, dataset, text
 from imdb_sentiment.fileio import atomic_directory, write_json
-from imdb_sentiment.params import ParamsError, load_stage_params
+from imdb_sentiment.params import ParamsError, run_stage
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -40,11 +40,7 @@ class Params:
 
     @property
     def cleaning(self) -> dict[str, bool]:
-        return {
-            "lowercase": self.lowercase,
-            "strip_html": self.strip_html,
-            "strip_punctuation": self.strip_punctuation,
-        }
+        return text.cleaning_options(self)
 
 
 def run(
@@ -92,12 +88,7 @@ def run(
 
 
 def main() -> int:
-    try:
-        run(load_stage_params(SECTION, Params))
-    except (ParamsError, archive.ArchiveError) as error:
-        print(f"preprocess: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_stage(SECTION, Params, run, (archive.ArchiveError,))
 
 
 if __name__ == "__main__":

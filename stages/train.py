@@ -25,7 +25,7 @@ from imdb_sentiment.model import (
     build_end_to_end,
     compile_classifier,
 )
-from imdb_sentiment.params import ParamsError, load_stage_params
+from imdb_sentiment.params import run_stage
 
 PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
@@ -136,12 +136,7 @@ def _summary(
 
 
 def main() -> int:
-    try:
-        run(load_stage_params(SECTION, Params))
-    except (ParamsError, FileNotFoundError) as error:
-        print(f"train: error: {error}", file=sys.stderr)
-        return 1
-    return 0
+    return run_stage(SECTION, Params, run, (FileNotFoundError,))
 
 
 if __name__ == "__main__":

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -96,3 +98,18 @@ def _describe(hint: Any) -> str:
 def section_keys(section: str, schema: type) -> list[str]:
     """The dotted params.yaml keys a schema reads, as dvc.yaml lists them."""
     return [f"{section}.{field.name}" for field in dataclasses.fields(schema)]
+
+
+def run_stage(
+    section: str,
+    schema: type[T],
+    run: Callable[[T], object],
+    expected_errors: tuple[type[Exception], ...] = (),
+) -> int:
+    """A stage's main(): validate its params, run it, turn known failures into exit code 1."""
+    try:
+        run(load_stage_params(section, schema))
+    except (ParamsError, *expected_errors) as error:
+        print(f"{section}: error: {error}", file=sys.stderr)
+        return 1
+    return 0

@@ -25,6 +25,12 @@ RESERVED_IDS = 2  # padding and out-of-vocabulary come before the first word
 _HTML_BREAK = r"<br\s*/?>"
 _NOT_WORD = r"[^\pL\pN']+"  # keep letters, digits and in-word apostrophes (don't, it's)
 _EDGE_APOSTROPHES = r" '+|'+ "
+CLEANING_OPTIONS = ("lowercase", "strip_html", "strip_punctuation")
+
+
+def cleaning_options(source: object) -> dict[str, bool]:
+    """The cleaning switches of anything that carries them as attributes."""
+    return {name: getattr(source, name) for name in CLEANING_OPTIONS}
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")
@@ -70,11 +76,7 @@ class TextEncoder(keras.layers.Layer):
 
     @property
     def cleaning(self) -> dict[str, bool]:
-        return {
-            "lowercase": self.lowercase,
-            "strip_html": self.strip_html,
-            "strip_punctuation": self.strip_punctuation,
-        }
+        return cleaning_options(self)
 
     def call(self, texts: Any) -> tf.Tensor:
         ids = tf.ragged.map_flat_values(self._table.lookup, tokenize(texts, **self.cleaning))
