@@ -2,7 +2,7 @@
 
     python bench/ablation.py --variants bench/ablations.yaml
 
-Each variant overrides keys of params.yaml. Preprocessing runs once per distinct preprocess
+Each variant overrides keys of params.yaml (the base params). Preprocessing runs once per distinct preprocess
 section (reading data/raw from `dvc repro download`); every variant trains into
 bench/runs/ablation/. Results are appended to bench/ablation.jsonl as they finish, and
 bench/ablation.md is rewritten from all recorded rows.
@@ -71,7 +71,7 @@ def run_variant(name: str, overrides: dict, raw: Path, scratch: Path, params_fil
 
 def write_table(rows: list[dict], path: Path) -> None:
     lines = [
-        "| variant | changes vs params.yaml | val acc | val loss | epochs (best) | train min |",
+        "| variant | changes to the base params | val acc | val loss | epochs (best) | train min |",
         "|---|---|---|---|---|---|",
     ]
     for row in rows:
