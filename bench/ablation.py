@@ -2,8 +2,8 @@
 
     python bench/ablation.py --variants bench/ablations.yaml
 
-Each variant overrides keys of params.yaml (the base params). Preprocessing runs once per distinct preprocess
-section (reading data/raw from `dvc repro download`); every variant trains into
+Each variant overrides keys of params.yaml (the base params). Preprocessing runs once per
+distinct preprocess section (reading data/raw from `dvc repro download`); every variant trains into
 bench/runs/ablation/. Results are appended to bench/ablation.jsonl as they finish, and
 bench/ablation.md is rewritten from all recorded rows.
 """

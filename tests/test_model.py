@@ -117,10 +117,28 @@ def test_pooling_ignores_padding(pooling):
     assert np.allclose(short, padded, atol=1e-6)
 
 
-def test_max_pooling_of_an_all_padding_review_is_finite():
-    classifier = model.build_classifier(50, 8, 4, 1, False, 0.0, "max")
+@pytest.mark.parametrize("pooling", ["last", "max", "mean_max"])
+def test_a_review_with_no_tokens_gets_a_finite_probability(pooling):
+    classifier = model.build_classifier(50, 8, 4, 1, False, 0.0, pooling)
     probability = classifier(np.zeros((1, 5), np.int32)).numpy()
     assert np.isfinite(probability).all() and 0 < probability[0, 0] < 1
+
+
+def test_masked_pooling_values():
+    inputs = np.array([[[1.0, -5.0], [3.0, -1.0], [9.0, 9.0]]], np.float32)
+    mask = np.array([[True, True, False]])
+    assert model.MaskedPooling1D("max")(inputs, mask=mask).numpy().tolist() == [[3.0, -1.0]]
+    assert model.MaskedPooling1D("mean")(inputs, mask=mask).numpy().tolist() == [[2.0, -3.0]]
+    empty = np.zeros((1, 3), bool)
+    assert model.MaskedPooling1D("mean")(inputs, mask=empty).numpy().tolist() == [[0.0, 0.0]]
+
+
+def test_scorer_pads_to_buckets_without_changing_scores():
+    classifier = model.build_classifier(30, 4, 4, 1, True, 0.0, "mean_max")
+    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
+    score = model.scorer(classifier)
+    assert np.allclose(score(x), classifier(x).numpy().reshape(-1), atol=1e-5)
+    assert np.allclose(score(x[:1]), classifier(x[:1]).numpy().reshape(-1), atol=1e-5)
 
 
 def test_unknown_pooling_is_refused():

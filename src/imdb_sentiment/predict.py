@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from imdb_sentiment import text
-from imdb_sentiment.model import load_model, predict_probabilities, scorer
+from imdb_sentiment.model import LENGTH_BUCKET, load_model, predict_probabilities, scorer
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
 LABELS = ("negative", "positive")
@@ -64,6 +64,15 @@ class Predictor:
             return cls(load_model(path), batch_size)
         except (ValueError, TypeError, OSError) as error:
             raise ModelError(f"{path}: cannot load model: {error}") from error
+
+    def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> None:
+        """Compile every length bucket for these batch sizes now, not on first requests."""
+        longest = self.encoder.max_length
+        for rows in batch_sizes:
+            for length in range(LENGTH_BUCKET, longest + LENGTH_BUCKET, LENGTH_BUCKET):
+                ids = np.full((rows, min(length, longest)), text.OOV_ID, np.int32)
+                with self._lock:
+                    self._score(ids)
 
     def probabilities(self, reviews: Sequence[str]) -> np.ndarray:
         """P(positive) per review."""

@@ -29,6 +29,7 @@ class ServerSettings:
     max_batch: int = 256
     max_body_bytes: int = 2_000_000
     ui: bool = True
+    warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)  # micro-batch sizes to precompile
 
 
 class PredictionOut(BaseModel):
@@ -140,10 +141,9 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
 
     def load() -> None:
         try:
-            state["predictor"] = Predictor.load(settings.model_path)
-            state["predictor"].predict(
-                ["warm-up"], settings.threshold
-            )  # compile now, not on call 1
+            predictor = Predictor.load(settings.model_path)
+            predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
+            state["predictor"] = predictor
             state["card"] = model_card(settings.model_path)
         except Exception as error:  # noqa: BLE001 - reported by /health and /ready
             state["error"] = str(error)
