@@ -90,3 +90,8 @@ def test_model_card_tells_whether_the_file_is_the_one_dvc_lock_recorded(tmp_path
     assert model_card(model)["matches_dvc_lock"] is True
     model.write_bytes(b"another model")
     assert model_card(model)["matches_dvc_lock"] is False
+
+
+def test_reviews_without_any_token_get_a_finite_probability(predictor):
+    for prediction in predictor.predict(["!!!", "<br /><br />", "..."]):
+        assert 0.0 < prediction.probability_positive < 1.0
