@@ -42,6 +42,8 @@ BASELINE = {
         "bidirectional": False,
         "batch_size": 32,
         "bucket_by_length": False,
+        "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
+        "embedding_dropout": 0.0,
     },
 }
 

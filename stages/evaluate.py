@@ -16,7 +16,8 @@ import tensorflow as tf
 
 from imdb_sentiment import archive, dataset, evaluation, plotting
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
-from imdb_sentiment.model import load_model, predict_probabilities, scorer
+from imdb_sentiment.inference import predict_probabilities, scorer
+from imdb_sentiment.model import load_model
 from imdb_sentiment.params import run_stage
 
 RAW_DIR = Path("data/raw")

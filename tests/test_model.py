@@ -67,15 +67,6 @@ def test_dataset_accepts_any_sequence_length_whatever_the_first_batches():
     classifier.fit(batches.as_dataset(), epochs=1, verbose=0, shuffle=False)
 
 
-def test_predict_probabilities_keeps_row_order():
-    classifier = model.build_classifier(30, 4, 4, 1, False, 0.0)
-    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
-    expected = classifier(x).numpy().reshape(-1)
-    assert np.allclose(
-        model.predict_probabilities(model.scorer(classifier), x, batch_size=2), expected, atol=1e-6
-    )
-
-
 def test_end_to_end_model_matches_classifier_on_encoded_text(tmp_path):
     encoder = text.TextEncoder(["good", "bad", "film"], 6)
     classifier = model.build_classifier(encoder.vocab_size, 4, 4, 1, True, 0.0)
@@ -131,14 +122,6 @@ def test_masked_pooling_values():
     assert model.MaskedPooling1D("mean")(inputs, mask=mask).numpy().tolist() == [[2.0, -3.0]]
     empty = np.zeros((1, 3), bool)
     assert model.MaskedPooling1D("mean")(inputs, mask=empty).numpy().tolist() == [[0.0, 0.0]]
-
-
-def test_scorer_pads_to_buckets_without_changing_scores():
-    classifier = model.build_classifier(30, 4, 4, 1, True, 0.0, "mean_max")
-    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
-    score = model.scorer(classifier)
-    assert np.allclose(score(x), classifier(x).numpy().reshape(-1), atol=1e-5)
-    assert np.allclose(score(x[:1]), classifier(x[:1]).numpy().reshape(-1), atol=1e-5)
 
 
 def test_unknown_pooling_is_refused():

@@ -114,6 +114,16 @@ def test_oversized_body_with_content_length_gets_413(client):
     assert_still_serving(client)
 
 
+def test_invalid_content_length_is_a_client_error(client):
+    response = client.post(
+        "/predict",
+        content=b'{"text": "x"}',
+        headers={"content-length": "abc", "content-type": "application/json"},
+    )
+    assert response.status_code == 400 and "Content-Length" in response.json()["detail"]
+    assert_still_serving(client)
+
+
 def test_oversized_streamed_body_gets_413_without_reading_it_all(client):
     sent = []
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import keras
@@ -168,44 +168,6 @@ class BucketedBatches:
         dataset = tf.data.Dataset.from_generator(self.__iter__, output_signature=signature)
         cardinality = tf.data.experimental.assert_cardinality(len(self))
         return dataset.apply(cardinality).prefetch(tf.data.AUTOTUNE)
-
-
-Scorer = Callable[[np.ndarray], np.ndarray]
-LENGTH_BUCKET = 64
-
-
-def scorer(model: keras.Model) -> Scorer:
-    """A compiled ids -> P(positive) function.
-
-    XLA fuses each LSTM step into one kernel (about 5x faster on a CPU for short batches) but
-    compiles one program per input shape; batches are therefore padded to a few shapes: rows
-    to a power of two, length to a multiple of LENGTH_BUCKET. Padding is masked, so it does
-    not change the result.
-    """
-    compiled: dict[tuple[int, int], Callable] = {}
-    forward = tf.function(lambda ids: model(ids, training=False), jit_compile=True)
-
-    def score(ids: np.ndarray) -> np.ndarray:
-        count, length = ids.shape
-        shape = (1 << max(count - 1, 0).bit_length(), -(-length // LENGTH_BUCKET) * LENGTH_BUCKET)
-        if shape not in compiled:
-            compiled[shape] = forward.get_concrete_function(tf.TensorSpec(shape, tf.int32))
-        padded = np.zeros(shape, np.int32)
-        padded[:count, shape[1] - length :] = ids
-        padded[count:] = padded[0]  # filler rows repeat a real one; they are dropped below
-        return compiled[shape](tf.constant(padded)).numpy().reshape(-1)[:count]
-
-    return score
-
-
-def predict_probabilities(score: Scorer, x: np.ndarray, batch_size: int) -> np.ndarray:
-    """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
-    order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
-    probabilities = np.empty(len(x), dtype=np.float32)
-    for start in range(0, len(order), batch_size):
-        rows = order[start : start + batch_size]
-        probabilities[rows] = score(trim_padding(x[rows]))
-    return probabilities
 
 
 def load_model(path: Path) -> keras.Model:

@@ -20,7 +20,8 @@ import numpy as np
 import yaml
 
 from imdb_sentiment import text
-from imdb_sentiment.model import LENGTH_BUCKET, load_model, predict_probabilities, scorer
+from imdb_sentiment.inference import LENGTH_BUCKET, predict_probabilities, scorer
+from imdb_sentiment.model import load_model
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
 LABELS = ("negative", "positive")

@@ -29,7 +29,8 @@ class ServerSettings:
     max_batch: int = 256
     max_body_bytes: int = 2_000_000
     ui: bool = True
-    warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)  # micro-batch sizes to precompile
+    # XLA programs to compile before /ready: every padded micro-batch size up to XLA_MAX_ROWS
+    warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8, 16)
 
 
 class PredictionOut(BaseModel):
@@ -96,6 +97,10 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.isdigit():
+            response = JSONResponse({"detail": "invalid Content-Length header"}, status_code=400)
+            await response(scope, receive, send)
+            return
         if declared is not None and int(declared) > self.max_bytes:
             await self._reject(scope, receive, send)
             return

@@ -1,0 +1,55 @@
+"""Scoring encoded reviews fast: compiled forward passes over length-sorted batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from imdb_sentiment.model import trim_padding
+from imdb_sentiment.text import PAD_ID
+
+Scorer = Callable[[np.ndarray], np.ndarray]
+LENGTH_BUCKET = 64
+XLA_MAX_ROWS = 16  # the server precompiles 1, 2, 4, 8 and 16 rows
+
+
+def scorer(model: keras.Model, xla_max_rows: int = XLA_MAX_ROWS) -> Scorer:
+    """A compiled ids -> P(positive) function.
+
+    Small batches (serving) run through XLA, which fuses each LSTM step into one kernel:
+    about 5x faster for one review on a CPU. XLA compiles one program per input shape
+    (about a second each), so those batches are padded to a few shapes: rows to a power of
+    two, length to a multiple of LENGTH_BUCKET; padding is masked and does not change the
+    result. Larger batches (evaluation, files) gain less and use one plain graph for any shape.
+    """
+    signature = [tf.TensorSpec([None, None], tf.int32)]
+    plain = tf.function(lambda ids: model(ids, training=False), input_signature=signature)
+    xla = tf.function(lambda ids: model(ids, training=False), jit_compile=True)
+    compiled: dict[tuple[int, int], Callable] = {}
+
+    def score(ids: np.ndarray) -> np.ndarray:
+        count, length = ids.shape
+        if count > xla_max_rows:
+            return plain(ids).numpy().reshape(-1)
+        shape = (1 << max(count - 1, 0).bit_length(), -(-length // LENGTH_BUCKET) * LENGTH_BUCKET)
+        if shape not in compiled:
+            compiled[shape] = xla.get_concrete_function(tf.TensorSpec(shape, tf.int32))
+        padded = np.zeros(shape, np.int32)
+        padded[:count, shape[1] - length :] = ids
+        padded[count:] = padded[0]  # filler rows repeat a real one; they are dropped below
+        return compiled[shape](tf.constant(padded)).numpy().reshape(-1)[:count]
+
+    return score
+
+
+def predict_probabilities(score: Scorer, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
+    order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
+    probabilities = np.empty(len(x), dtype=np.float32)
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        probabilities[rows] = score(trim_padding(x[rows]))
+    return probabilities

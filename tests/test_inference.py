@@ -1,0 +1,24 @@
+import numpy as np
+
+from imdb_sentiment import inference, model
+
+
+def test_predict_probabilities_keeps_row_order():
+    classifier = model.build_classifier(30, 4, 4, 1, False, 0.0)
+    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
+    expected = classifier(x).numpy().reshape(-1)
+    assert np.allclose(
+        inference.predict_probabilities(inference.scorer(classifier), x, batch_size=2),
+        expected,
+        atol=1e-6,
+    )
+
+
+def test_scorer_pads_to_buckets_without_changing_scores():
+    classifier = model.build_classifier(30, 4, 4, 1, True, 0.0, "mean_max")
+    x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
+    expected = classifier(x).numpy().reshape(-1)
+    for xla_max_rows in (0, 16):  # the plain graph, then XLA at bucketed shapes
+        score = inference.scorer(classifier, xla_max_rows)
+        assert np.allclose(score(x), expected, atol=1e-5)
+        assert np.allclose(score(x[:1]), expected[:1], atol=1e-5)
