@@ -122,8 +122,8 @@ def _prediction(review: str, probability: float, threshold: float) -> Prediction
     )
 
 
-def verify_artifact(path: Path) -> str:
-    """Check the file is a Keras archive with a config; return its sha256."""
+def verify_artifact(path: Path) -> None:
+    """Check the file is a Keras archive with a config, before handing it to Keras."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model not found: {path}; run `dvc repro` first")
@@ -132,7 +132,6 @@ def verify_artifact(path: Path) -> str:
     with zipfile.ZipFile(path) as archive:
         if "config.json" not in archive.namelist():
             raise ModelError(f"{path}: .keras archive has no config.json")
-    return file_sha256(path)
 
 
 def file_sha256(path: Path) -> str:
@@ -153,24 +152,25 @@ def model_card(model_path: Path, project_root: Path | None = None) -> dict:
     root = Path(project_root) if project_root else model_path.resolve().parent.parent
     card = {"path": str(model_path), "sha256": file_sha256(model_path)}
     card["size_mb"] = round(model_path.stat().st_size / 2**20, 2)
-    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, root)
-    card["params"] = _training_params(root)
+    lock = root / "dvc.lock"
+    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else None
+    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, root, stages)
+    card["params"] = _training_params(root, stages)
     metrics = root / "metrics" / "eval.json"
     if metrics.is_file():
         card["test_accuracy"] = json.loads(metrics.read_text()).get("accuracy")
     return card
 
 
-def _matches_dvc_lock(model_path: Path, root: Path) -> bool | None:
+def _matches_dvc_lock(model_path: Path, root: Path, stages: dict | None) -> bool | None:
     """Whether the file is the one dvc.lock recorded (None when that cannot be told).
 
     DVC records a folder output as the md5 of a listing kept in its cache; the listing
     holds each file's md5.
     """
-    lock, cache = root / "dvc.lock", root / ".dvc" / "cache" / "files" / "md5"
-    if not lock.is_file():
+    if stages is None:
         return None
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+    cache = root / ".dvc" / "cache" / "files" / "md5"
     for stage in stages.values():
         for out in stage.get("outs", []):
             folder = root / out["path"]
@@ -187,10 +187,8 @@ def _matches_dvc_lock(model_path: Path, root: Path) -> bool | None:
     return None
 
 
-def _training_params(root: Path) -> dict:
-    lock = root / "dvc.lock"
-    if lock.is_file():
-        stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {})
+def _training_params(root: Path, stages: dict | None) -> dict:
+    if stages is not None:
         merged: dict = {}
         for stage in ("preprocess", "train"):
             for values in stages.get(stage, {}).get("params", {}).values():

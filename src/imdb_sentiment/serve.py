@@ -175,7 +175,6 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         description="Positive/negative sentiment of movie reviews, from the DVC-trained LSTM.",
         lifespan=lifespan,
     )
-    app.state.settings, app.state.model = settings, state
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
