@@ -5,8 +5,11 @@
 1. one review in-process (Predictor.predict), median and p99 over --single-runs calls;
 2. batch prediction throughput over --batch-reviews reviews;
 3. the REST API (uvicorn on 127.0.0.1, UI off) under --clients concurrent clients, each
-   posting single reviews to /predict until --requests have been sent (bounded in count
-   and by --max-seconds); reports errors and latency percentiles.
+   posting single reviews to /predict, one after another; reports errors and latency
+   percentiles. The load comes from wrk (Debian package `wrk`) when it is on PATH: a C client
+   takes little of the two cores from the server; for --seconds. Without wrk (or with
+   --load-generator httpx) an asyncio httpx client sends --requests requests (at most
+   --seconds), at a cost of about as much CPU per request as the server's.
 Writes bench/serving.json and prints a markdown table.
 """
 
@@ -16,10 +19,12 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -60,7 +65,31 @@ def in_process(model: Path, reviews: list[str], single_runs: int, batch_reviews:
     }
 
 
-async def load_test(
+def wrk_load_test(base: str, reviews: list[str], clients: int, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as bodies:
+        bodies.writelines(json.dumps({"text": review}) + "\n" for review in reviews)
+        bodies.flush()
+        command = ["wrk", "--threads", "1", "--connections", str(clients)]
+        command += ["--duration", f"{int(seconds)}s", "--timeout", "10s"]
+        command += ["--script", str(REPO_ROOT / "bench/wrk_predict.lua"), base]
+        environment = {**os.environ, "WRK_BODIES": bodies.name}
+        output = subprocess.run(
+            command, env=environment, capture_output=True, text=True, check=True
+        ).stdout
+    result = json.loads(output.strip().splitlines()[-1])
+    return {
+        "load_generator": "wrk",
+        "clients": clients,
+        "requests": result["requests"],
+        "errors": result["errors"],
+        "requests_per_second": round(result["requests"] / result["seconds"], 1),
+        "p50_ms": result["p50_ms"],
+        "p99_ms": result["p99_ms"],
+        "max_ms": result["max_ms"],
+    }
+
+
+async def httpx_load_test(
     base: str, reviews: list[str], clients: int, requests: int, limit: float
 ) -> dict:
     latencies: list[float] = []
@@ -89,6 +118,7 @@ async def load_test(
         await asyncio.gather(*(client_loop(client) for _ in range(clients)))
         seconds = time.perf_counter() - started
     return {
+        "load_generator": "httpx",
         "clients": clients,
         "requests": len(latencies),
         "errors": errors,
@@ -126,7 +156,12 @@ def main() -> int:
     parser.add_argument("--batch-reviews", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--requests", type=int, default=3000)
-    parser.add_argument("--max-seconds", type=float, default=120)
+    parser.add_argument("--seconds", type=float, default=30, help="load test length")
+    parser.add_argument(
+        "--load-generator",
+        choices=["wrk", "httpx"],
+        default="wrk" if shutil.which("wrk") else "httpx",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/serving.json")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -137,9 +172,12 @@ def main() -> int:
     report["in_process"] = in_process(args.model, reviews, args.single_runs, args.batch_reviews)
     server, base = start_server(args.model)
     try:
-        report["api"] = asyncio.run(
-            load_test(base, reviews, args.clients, args.requests, args.max_seconds)
-        )
+        if args.load_generator == "wrk":
+            report["api"] = wrk_load_test(base, reviews, args.clients, args.seconds)
+        else:
+            report["api"] = asyncio.run(
+                httpx_load_test(base, reviews, args.clients, args.requests, args.seconds)
+            )
     finally:
         server.terminate()
         server.wait(30)
@@ -156,7 +194,7 @@ def main() -> int:
             f"{ip['batch_reviews_per_second']} reviews/s",
         ),
         (
-            f"API, {api['clients']} clients, {api['requests']} requests",
+            f"API, {api['clients']} clients ({api['load_generator']}), {api['requests']} requests",
             f"p50 {api['p50_ms']} ms, p99 {api['p99_ms']} ms, {api['errors']} errors, "
             f"{api['requests_per_second']} req/s",
         ),

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 import yaml
 
 from tests.archive_factory import make_archive
@@ -63,3 +69,37 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         os.chdir(previous)
     return workdir
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def live_server(pipeline_run: Path) -> Iterator[str]:
+    """The full app (API + UI) under uvicorn on 127.0.0.1, ready to serve."""
+    from imdb_sentiment import serve
+
+    settings = serve.ServerSettings(model_path=pipeline_run / "models/end_to_end.keras")
+    port = free_port()
+    config = uvicorn.Config(
+        serve.create_app(settings), host="127.0.0.1", port=port, log_level="warning"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, "server did not become ready"
+        time.sleep(0.1)
+    yield base
+    server.should_exit = True
+    thread.join(10)

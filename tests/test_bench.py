@@ -1,6 +1,15 @@
-"""The benchmark's report rendering, on a synthetic report (the real run takes ~20 minutes)."""
+"""The benchmarks' reports on synthetic figures (the real runs take ~20 minutes), and the
+wrk load generator against the tiny model."""
 
-from bench import benchmark
+import os
+import shutil
+
+import pytest
+
+from bench import benchmark, serving
+
+# CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
+WRK_MISSING = shutil.which("wrk") is None and not os.environ.get("REQUIRE_WRK")
 
 
 def fake_run(reviews_per_second: float, accuracy: float) -> dict:
@@ -32,3 +41,16 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
         assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 |" in table
     assert "| test accuracy | 0.88 | 0.85 |" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
+
+
+@pytest.mark.skipif(WRK_MISSING, reason="wrk not installed (apt-get install wrk)")
+def test_wrk_load_test_counts_requests_and_latencies(live_server):
+    result = serving.wrk_load_test(live_server, ["A fine film.", "Dull."], clients=4, seconds=1)
+    assert result["requests"] > 0 and result["errors"] == 0
+    assert 0 < result["p50_ms"] <= result["p99_ms"] <= result["max_ms"]
+
+
+@pytest.mark.skipif(WRK_MISSING, reason="wrk not installed (apt-get install wrk)")
+def test_wrk_load_test_counts_rejected_requests_as_errors(live_server):
+    result = serving.wrk_load_test(live_server, ["   "], clients=2, seconds=1)  # 422: blank
+    assert result["requests"] > 0 and result["errors"] == result["requests"]

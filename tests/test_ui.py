@@ -1,15 +1,11 @@
 import os
 import shutil
-import socket
-import threading
-import time
 
 import gradio as gr
 import httpx
 import pytest
-import uvicorn
 
-from imdb_sentiment import serve, ui
+from imdb_sentiment import ui
 from imdb_sentiment.predict import Predictor
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -47,38 +43,6 @@ def test_analyse_refuses_empty_text_and_unloaded_model(ready_state):
         ui.analyse("   ", ready_state, 0.5)
     with pytest.raises(gr.Error):
         ui.analyse("good", {"predictor": None, "error": None}, 0.5)
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def live_server(pipeline_run):
-    """The full app (API + UI) under uvicorn on 127.0.0.1, ready to serve."""
-    settings = serve.ServerSettings(model_path=pipeline_run / "models/end_to_end.keras")
-    port = free_port()
-    config = uvicorn.Config(
-        serve.create_app(settings), host="127.0.0.1", port=port, log_level="warning"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "server did not become ready"
-        time.sleep(0.1)
-    yield base
-    server.should_exit = True
-    thread.join(10)
 
 
 def test_api_and_ui_share_one_server(live_server):
