@@ -24,6 +24,7 @@ from imdb_sentiment.model import (
     build_classifier,
     build_end_to_end,
     compile_classifier,
+    training_callbacks,
 )
 from imdb_sentiment.params import run_stage
 
@@ -51,6 +52,7 @@ class Params:
     pooling: Literal["last", "max", "mean_max"]
     learning_rate: float = field(metadata={"gt": 0.0})
     clipnorm: float = field(metadata={"gt": 0.0})
+    ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
     batch_size: int = field(metadata={"min": 1})
     max_epochs: int = field(metadata={"min": 1})
     bucket_by_length: bool
@@ -82,7 +84,7 @@ def run(
         params.pooling,
         params.embedding_dropout,
     )
-    compile_classifier(classifier, params.learning_rate, params.clipnorm)
+    compile_classifier(classifier, params.learning_rate, params.clipnorm, params.ema_momentum)
     stopper = keras.callbacks.EarlyStopping(
         monitor=params.early_stopping_monitor,
         patience=params.early_stopping_patience,
@@ -99,7 +101,7 @@ def run(
             x_val, y_val, params.batch_size, None, params.bucket_by_length
         ).as_dataset(),
         epochs=params.max_epochs,
-        callbacks=[stopper],
+        callbacks=training_callbacks(stopper, params.ema_momentum),
         shuffle=False,  # BucketedBatches already shuffles, seeded
         verbose=2,
     )

@@ -92,10 +92,32 @@ def build_classifier(
     return keras.Model(ids, probability, name="lstm_classifier")
 
 
-def compile_classifier(model: keras.Model, learning_rate: float, clipnorm: float) -> None:
-    """Adam with gradient-norm clipping, binary cross-entropy, accuracy."""
-    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm)
+def compile_classifier(
+    model: keras.Model, learning_rate: float, clipnorm: float, ema_momentum: float = 0.0
+) -> None:
+    """Adam with gradient-norm clipping, binary cross-entropy, accuracy.
+
+    ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak
+    averaging); pair it with :func:`training_callbacks` so validation and the saved model
+    use the averaged weights.
+    """
+    averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
+    optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm, **averaging)
     model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+
+
+def training_callbacks(
+    early_stopping: keras.callbacks.EarlyStopping, ema_momentum: float = 0.0
+) -> list[keras.callbacks.Callback]:
+    """Callbacks for fit(): with weight averaging, swap the averages in before early stopping.
+
+    SwapEMAWeights puts the averaged weights in the model for validation and at each epoch's
+    end; listed first, it does so before EarlyStopping copies the best epoch's weights, so
+    the averaged weights are the ones judged, restored and saved.
+    """
+    if not ema_momentum:
+        return [early_stopping]
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), early_stopping]
 
 
 def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
