@@ -8,7 +8,7 @@ def test_predict_probabilities_keeps_row_order():
     x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
     expected = classifier(x).numpy().reshape(-1)
     assert np.allclose(
-        inference.predict_probabilities(inference.scorer(classifier), x, batch_size=2),
+        inference.predict_probabilities(inference.scorer(classifier, 4), x, batch_size=2),
         expected,
         atol=1e-6,
     )
@@ -19,6 +19,13 @@ def test_scorer_pads_to_buckets_without_changing_scores():
     x = np.array([[0, 0, 0, 7], [3, 4, 5, 6], [0, 0, 8, 9]], np.int32)
     expected = classifier(x).numpy().reshape(-1)
     for xla_max_rows in (0, 16):  # the plain graph, then XLA at bucketed shapes
-        score = inference.scorer(classifier, xla_max_rows)
+        score = inference.scorer(classifier, 4, xla_max_rows)
         assert np.allclose(score(x), expected, atol=1e-5)
         assert np.allclose(score(x[:1]), expected[:1], atol=1e-5)
+
+
+def test_length_buckets_are_fine_when_short_coarse_when_long_and_end_at_max_length():
+    assert inference.length_buckets(400) == [64, 128, 192, 256, 384, 400]
+    assert inference.length_buckets(1000) == [64, 128, 192, 256, 384, 512, 768, 1000]
+    assert inference.length_buckets(512) == [64, 128, 192, 256, 384, 512]
+    assert inference.length_buckets(24) == [24]

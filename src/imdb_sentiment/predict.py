@@ -20,7 +20,7 @@ import numpy as np
 import yaml
 
 from imdb_sentiment import text
-from imdb_sentiment.inference import LENGTH_BUCKET, predict_probabilities, scorer
+from imdb_sentiment.inference import length_buckets, predict_probabilities, scorer
 from imdb_sentiment.model import load_model
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
@@ -53,7 +53,7 @@ class Predictor:
                 "not an end-to-end sentiment model: expected a TextEncoder + classifier"
             )
         self.encoder, self.classifier = encoders[0], classifiers[0]
-        self._score = scorer(self.classifier)
+        self._score = scorer(self.classifier, self.encoder.max_length)
         self.batch_size = batch_size
         self._lock = threading.Lock()
 
@@ -68,10 +68,9 @@ class Predictor:
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Compile every length bucket for these batch sizes now, not on first requests."""
-        longest = self.encoder.max_length
         for rows in batch_sizes:
-            for length in range(LENGTH_BUCKET, longest + LENGTH_BUCKET, LENGTH_BUCKET):
-                ids = np.full((rows, min(length, longest)), text.OOV_ID, np.int32)
+            for length in length_buckets(self.encoder.max_length):
+                ids = np.full((rows, length), text.OOV_ID, np.int32)
                 with self._lock:
                     self._score(ids)
 
