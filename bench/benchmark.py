@@ -43,7 +43,9 @@ BASELINE = {
         "batch_size": 32,
         "bucket_by_length": False,
         "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
+        "dropout": 0.0,
         "embedding_dropout": 0.0,
+        "ema_momentum": 0.0,
     },
 }
 

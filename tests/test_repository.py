@@ -1,7 +1,10 @@
-"""Repository-level promises: CI runs the README's test command; no data in git."""
+"""Repository-level promises: CI runs the README's test command; no data in git; the
+README's parameter table shows the committed defaults."""
 
 import re
 import subprocess
+
+import yaml
 
 from tests.conftest import REPO_ROOT
 
@@ -29,3 +32,18 @@ def test_no_dataset_or_model_files_are_tracked():
         p for p in tracked if (REPO_ROOT / p).is_file() and (REPO_ROOT / p).stat().st_size > 2**21
     ]
     assert too_big == []
+
+
+def test_readme_parameter_table_shows_every_committed_default():
+    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
+    rows = dict(
+        re.findall(r"^\| `(\w+\.\w+)` \| ([^|]+?) \|", (REPO_ROOT / "README.md").read_text(), re.M)
+    )
+    for section, values in params.items():
+        for key, value in values.items():
+            if section == "download":  # the URL and hash are described, not quoted
+                assert f"{section}.{key}" in rows
+                continue
+            shown = rows[f"{section}.{key}"].strip("`")
+            expected = str(value).lower() if isinstance(value, bool) else str(value)
+            assert shown == expected, f"README shows {section}.{key} = {shown}, params.yaml {value}"
