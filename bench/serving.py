@@ -41,10 +41,11 @@ def percentile(values: list[float], q: float) -> float:
 
 def in_process(model: Path, reviews: list[str], single_runs: int, batch_reviews: int) -> dict:
     from imdb_sentiment.predict import Predictor
+    from imdb_sentiment.serve import ServerSettings
 
     predictor = Predictor.load(model)
     started = time.perf_counter()
-    predictor.warm_up((1, 2, 4, 8, 16))  # what `sentiment serve` does before /ready
+    predictor.warm_up(ServerSettings.warm_up_batch_sizes)  # as `sentiment serve` before /ready
     predictor.predict(reviews[:64])  # traces the plain graph used for larger batches
     warm_up_seconds = time.perf_counter() - started
     latencies = []

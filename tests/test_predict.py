@@ -7,7 +7,8 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from imdb_sentiment.model import load_model
+from imdb_sentiment import inference, text
+from imdb_sentiment.model import build_classifier, build_end_to_end, load_model
 from imdb_sentiment.predict import ModelError, Predictor, model_card, verify_artifact
 
 REVIEWS = ["A great, wonderful film!", "Boring and awful. The worst.", "plot " * 100]
@@ -21,6 +22,19 @@ def model_path(pipeline_run):
 @pytest.fixture(scope="module")
 def predictor(model_path):
     return Predictor.load(model_path)
+
+
+def test_warm_up_runs_the_text_path_at_every_serving_shape(monkeypatch):
+    encoder = text.TextEncoder(["good", "bad"], max_length=300)
+    classifier = build_classifier(encoder.vocab_size, 4, 4, 1, False, 0.0)
+    predictor = Predictor(build_end_to_end(encoder, classifier))
+    encoded, scored = [], []
+    encode, score = predictor.encoder.encode, predictor._score
+    monkeypatch.setattr(predictor.encoder, "encode", lambda t: encoded.append(t) or encode(t))
+    monkeypatch.setattr(predictor, "_score", lambda ids: scored.append(ids.shape) or score(ids))
+    predictor.warm_up((1, 4))
+    expected = [(rows, n) for rows in (1, 4) for n in inference.length_buckets(300)]
+    assert scored == expected and len(encoded) == len(expected)
 
 
 def test_matches_the_exported_raw_text_model(predictor, model_path):

@@ -1,3 +1,4 @@
+import asyncio
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -180,3 +181,43 @@ def test_missing_model_is_reported_not_crashed(tmp_path):
         assert (
             "run `dvc repro` first" in client.post("/predict", json={"text": "x"}).json()["detail"]
         )
+
+
+class RecordingPredictor:
+    """Stands in for Predictor: records the size of each batch it is asked to score."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def predict(self, reviews: list[str], threshold: float) -> list[str]:
+        self.batches.append(len(reviews))
+        return list(reviews)
+
+
+@pytest.mark.parametrize(("max_wait_s", "expected"), [(0.05, [3]), (0.0, [1, 1, 1])])
+def test_micro_batcher_gathers_requests_that_arrive_within_the_wait(max_wait_s, expected):
+    async def three_staggered_requests() -> tuple[list, list[int]]:
+        predictor = RecordingPredictor()
+        batcher = serve.MicroBatcher(predictor, 0.5, max_batch=8, max_wait_s=max_wait_s)
+
+        async def request(text: str, delay: float) -> list:
+            await asyncio.sleep(delay)
+            return await batcher.predict([text])
+
+        results = await asyncio.gather(*(request(t, 0.01 * i) for i, t in enumerate("abc")))
+        await batcher.close()
+        return results, predictor.batches
+
+    results, batches = asyncio.run(three_staggered_requests())
+    assert results == [["a"], ["b"], ["c"]] and batches == expected
+
+
+def test_micro_batcher_stops_gathering_at_max_batch():
+    async def five_requests_at_once() -> list[int]:
+        predictor = RecordingPredictor()
+        batcher = serve.MicroBatcher(predictor, 0.5, max_batch=2, max_wait_s=0.05)
+        await asyncio.gather(*(batcher.predict([t]) for t in "abcde"))
+        await batcher.close()
+        return predictor.batches
+
+    assert asyncio.run(five_requests_at_once()) == [2, 2, 1]

@@ -119,6 +119,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_text_chars=args.max_text_chars,
         max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes,
+        batch_wait_ms=args.batch_wait_ms,
         ui=not args.no_ui,
     )
     uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
@@ -153,6 +154,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-text-chars", type=int, default=20_000)
     serve.add_argument("--max-batch", type=int, default=256)
     serve.add_argument("--max-body-bytes", type=int, default=2_000_000)
+    serve.add_argument(
+        "--batch-wait-ms",
+        type=float,
+        default=2.0,
+        help="how long a micro-batch waits for concurrent requests to join it",
+    )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
     serve.set_defaults(handler=serve_command)
     return parser

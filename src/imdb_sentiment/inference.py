@@ -14,6 +14,9 @@ from imdb_sentiment.text import PAD_ID
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 XLA_MAX_ROWS = 16  # the server precompiles 1, 2, 4, 8 and 16 rows
+# Serving micro-batches over this many rows are scored in two length-sorted calls, so the
+# shorter reviews do not pad to the longest one: ~10% less time for 16 random reviews.
+XLA_SPLIT_ROWS = 8
 
 
 def length_buckets(max_length: int) -> list[int]:
@@ -34,8 +37,9 @@ def scorer(model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS
     Small batches (serving) run through XLA, which fuses each LSTM step into one kernel:
     about 5x faster for one review on a CPU. XLA compiles one program per input shape
     (about a second each), so those batches are padded to a few shapes: rows to a power of
-    two, length to a multiple of LENGTH_BUCKET; padding is masked and does not change the
-    result. Larger batches (evaluation, files) gain less and use one plain graph for any shape.
+    two, length to the next of :func:`length_buckets`; padding is masked and does not change
+    the result. Larger batches (evaluation, files) gain less and use one plain graph for any
+    shape.
     """
     signature = [tf.TensorSpec([None, None], tf.int32)]
     plain = tf.function(lambda ids: model(ids, training=False), input_signature=signature)
@@ -61,6 +65,8 @@ def scorer(model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS
 
 def predict_probabilities(score: Scorer, x: np.ndarray, batch_size: int) -> np.ndarray:
     """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
+    if XLA_SPLIT_ROWS < len(x) <= XLA_MAX_ROWS:
+        batch_size = min(batch_size, XLA_SPLIT_ROWS)
     order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
     probabilities = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(order), batch_size):

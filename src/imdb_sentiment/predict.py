@@ -67,12 +67,11 @@ class Predictor:
             raise ModelError(f"{path}: cannot load model: {error}") from error
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> None:
-        """Compile every length bucket for these batch sizes now, not on first requests."""
+        """Run the whole path (text encoder, then every length bucket for these batch sizes)
+        now: the first calls trace and compile, which would otherwise stall first requests."""
         for rows in batch_sizes:
             for length in length_buckets(self.encoder.max_length):
-                ids = np.full((rows, length), text.OOV_ID, np.int32)
-                with self._lock:
-                    self._score(ids)
+                self.probabilities([" ".join(["warm"] * length)] * rows)
 
     def probabilities(self, reviews: Sequence[str]) -> np.ndarray:
         """P(positive) per review."""
