@@ -4,8 +4,8 @@
 
 1. one review in-process (Predictor.predict), median and p99 over --single-runs calls;
 2. batch prediction throughput over --batch-reviews reviews;
-3. the REST API (uvicorn on 127.0.0.1, UI off) under --clients concurrent clients, each
-   posting single reviews to /predict, one after another; reports errors and latency
+3. the REST API (uvicorn on 127.0.0.1, UI and access log off) under --clients concurrent
+   clients, each posting single reviews to /predict, one after another; reports errors and latency
    percentiles. The load comes from wrk (Debian package `wrk`) when it is on PATH: a C client
    takes little of the two cores from the server; for --seconds. Without wrk (or with
    --load-generator httpx) an asyncio httpx client sends --requests requests (at most
@@ -133,7 +133,7 @@ def start_server(model: Path) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-ui"]
+    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-ui", "--no-access-log"]
     command += ["--model", str(model), "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"

@@ -123,3 +123,19 @@ def test_console_script_is_installed():
     assert executable, "no `sentiment` console script beside python; pip install -e ."
     result = subprocess.run([executable, "predict", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--format" in result.stdout
+
+
+def test_serve_passes_its_options_to_the_app_and_uvicorn(monkeypatch):
+    import uvicorn
+
+    from imdb_sentiment import serve
+
+    settings, options = [], []
+    monkeypatch.setattr(serve, "create_app", settings.append)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.append(given))
+    argv = ["serve", "--no-ui", "--no-access-log", "--batch-wait-ms", "5", "--port", "8123"]
+    assert cli.main(argv) == 0 and cli.main(["serve"]) == 0
+    assert settings[0].ui is False and settings[0].batch_wait_ms == 5.0
+    assert options[0]["port"] == 8123 and options[0]["access_log"] is False
+    assert settings[1].ui is True and settings[1].batch_wait_ms == 2.0
+    assert options[1]["port"] == 8000 and options[1]["access_log"] is True

@@ -122,7 +122,13 @@ def serve_command(args: argparse.Namespace) -> int:
         batch_wait_ms=args.batch_wait_ms,
         ui=not args.no_ui,
     )
-    uvicorn.run(create_app(settings), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level="info",
+        access_log=not args.no_access_log,
+    )
     return 0
 
 
@@ -161,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="how long a micro-batch waits for concurrent requests to join it",
     )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
+    serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     serve.set_defaults(handler=serve_command)
     return parser
 

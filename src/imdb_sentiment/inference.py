@@ -13,7 +13,7 @@ from imdb_sentiment.model import trim_padding
 from imdb_sentiment.text import PAD_ID
 
 Scorer = Callable[[np.ndarray], np.ndarray]
-XLA_MAX_ROWS = 16  # the server precompiles 1, 2, 4, 8 and 16 rows
+XLA_MAX_ROWS = 16  # batches up to this many rows run through XLA, larger ones a plain graph
 # Serving micro-batches over this many rows are scored in two length-sorted calls, so the
 # shorter reviews do not pad to the longest one: ~10% less time for 16 random reviews.
 XLA_SPLIT_ROWS = 8
