@@ -55,8 +55,9 @@ def run(
     plots_dir: Path = PLOTS_DIR,
     errors_dir: Path = ERRORS_DIR,
 ) -> dict:
+    classifier = load_model(models_dir / "classifier.keras")
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
-    score = scorer(load_model(models_dir / "classifier.keras"), x_test.shape[1])
+    score = scorer(classifier, max_length=x_test.shape[1])
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     test_table = archive.read_table(raw_dir, "test")
     if not np.array_equal(test_table["id"].to_numpy(), ids):
