@@ -79,9 +79,10 @@ class MicroBatcher:
         """The next request, and those that arrive within max_wait_s, up to max_batch reviews."""
         jobs = [await self.queue.get()]
         size = len(jobs[0][0])
-        deadline = asyncio.get_running_loop().time() + self.max_wait_s
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.max_wait_s
         while size < self.max_batch:
-            remaining = deadline - asyncio.get_running_loop().time()
+            remaining = deadline - loop.time()
             try:
                 if self.queue.empty():
                     jobs.append(await asyncio.wait_for(self.queue.get(), max(remaining, 0)))
