@@ -185,7 +185,7 @@ def main() -> int:
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     ip, api = report["in_process"], report["api"]
     rows = [
-        ("model load and warm-up (XLA compiles)", f"{ip['warm_up_seconds']} s"),
+        ("model load and warm-up", f"{ip['warm_up_seconds']} s"),
         (
             "one review in-process, median / p99",
             f"{ip['single_median_ms']} / {ip['single_p99_ms']} ms",

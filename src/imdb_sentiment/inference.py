@@ -1,4 +1,4 @@
-"""Scoring encoded reviews fast: compiled forward passes over length-sorted batches."""
+"""Scoring encoded reviews fast: a compiled LSTM kernel, or Keras over length-sorted batches."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_sentiment.lstm_kernel import compile_lstm_scorer
 from imdb_sentiment.model import trim_padding
 from imdb_sentiment.text import PAD_ID
 
@@ -31,8 +32,22 @@ def length_buckets(max_length: int) -> list[int]:
     return [length for length in buckets if length < max_length] + [max_length]
 
 
-def scorer(model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS) -> Scorer:
+def scorer(
+    model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS, use_kernel: bool = True
+) -> Scorer:
     """A compiled ids -> P(positive) function.
+
+    A one-layer, one-direction LSTM classifier (the default architecture) runs on
+    :mod:`imdb_sentiment.lstm_kernel`: no steps spent on padding, 3-4x faster than Keras on
+    a CPU, equal to float32 rounding. Other architectures (or ``use_kernel=False``) run
+    through :func:`keras_scorer`.
+    """
+    kernel = compile_lstm_scorer(model) if use_kernel else None
+    return kernel or keras_scorer(model, max_length, xla_max_rows)
+
+
+def keras_scorer(model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS) -> Scorer:
+    """The Keras model as a compiled ids -> P(positive) function.
 
     Small batches (serving) run through XLA, which fuses each LSTM step into one kernel:
     about 5x faster for one review on a CPU. XLA compiles one program per input shape

@@ -31,7 +31,8 @@ class ServerSettings:
     max_body_bytes: int = 2_000_000
     ui: bool = True
     batch_wait_ms: float = 2.0  # how long a micro-batch waits for concurrent requests
-    # XLA programs to compile before /ready: every padded micro-batch size up to XLA_SPLIT_ROWS
+    # Micro-batch sizes to run once before /ready (models the LSTM kernel does not cover run
+    # through XLA, which compiles a program per padded size: every one up to XLA_SPLIT_ROWS)
     warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
 
 

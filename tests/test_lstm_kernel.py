@@ -1,0 +1,63 @@
+import keras
+import numpy as np
+import pytest
+
+from imdb_sentiment import lstm_kernel, model
+
+VOCAB = 50
+
+
+def random_classifier(pooling: str, **architecture: object) -> keras.Model:
+    """A classifier with weights large enough that every gate saturates somewhere."""
+    classifier = model.build_classifier(
+        VOCAB,
+        embedding_dim=8,
+        lstm_units=6,
+        lstm_layers=int(architecture.get("lstm_layers", 1)),
+        bidirectional=bool(architecture.get("bidirectional", False)),
+        dropout=0.2,
+        pooling=pooling,
+        embedding_dropout=0.1,
+    )
+    rng = np.random.default_rng(0)
+    weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
+    classifier.set_weights(weights)
+    return classifier
+
+
+def id_rows() -> np.ndarray:
+    """Pre-padded, post-padded, gaps in the middle (occluded words), long, and empty rows."""
+    rng = np.random.default_rng(1)
+    rows = rng.integers(2, VOCAB, size=(8, 40)).astype(np.int32)
+    rows[0, :30] = 0
+    rows[1, 5:] = 0
+    rows[2, [3, 10, 11, 25]] = 0
+    rows[3, ::2] = 0
+    rows[4] = 0
+    rows[5, :39] = 0
+    return rows
+
+
+@pytest.mark.parametrize("pooling", model.POOLINGS)
+def test_kernel_matches_keras(pooling: str) -> None:
+    classifier = random_classifier(pooling)
+    ids = id_rows()
+    score = lstm_kernel.compile_lstm_scorer(classifier)
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    assert np.allclose(score(ids), expected, atol=1e-5)
+    assert np.allclose(score(ids[2:3]), expected[2:3], atol=1e-5)
+    copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # enough rows for the threaded loop
+    assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "architecture", [{"bidirectional": True}, {"lstm_layers": 2}], ids=["bidirectional", "stacked"]
+)
+def test_kernel_declines_other_architectures(architecture: dict) -> None:
+    assert lstm_kernel.compile_lstm_scorer(random_classifier("max", **architecture)) is None
+
+
+def test_tanh_approximation_is_float32_accurate_and_saturates() -> None:
+    x = np.concatenate([np.linspace(-12, 12, 20001), [-1e30, 1e30]]).astype(np.float32)
+    approximation = np.array([lstm_kernel._tanh(value) for value in x], np.float32)
+    assert np.abs(approximation - np.tanh(x)).max() < 1e-6
