@@ -1,6 +1,6 @@
 """Train variants of params.yaml and record validation accuracy and minutes (no test set).
 
-    python bench/ablation.py --variants bench/ablations.yaml
+    python bench/ablation.py --variants bench/ablations.yaml --results bench/ablation.jsonl
 
 Each variant overrides keys of params.yaml (the base params). Preprocessing runs once per
 distinct preprocess section (reading data/raw from `dvc repro download`); every variant trains into
@@ -89,11 +89,17 @@ def main() -> int:
     parser.add_argument("--variants", type=Path, default=REPO_ROOT / "bench/ablations.yaml")
     parser.add_argument("--raw", type=Path, default=REPO_ROOT / "data/raw")
     parser.add_argument("--only", nargs="*", help="run only these variant names")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=REPO_ROOT / "bench/ablation.jsonl",
+        help="rows are appended here; the markdown table is written beside it (.md)",
+    )
     args = parser.parse_args()
     variants = yaml.safe_load(args.variants.read_text())
     scratch = REPO_ROOT / "bench/runs/ablation"
     scratch.mkdir(parents=True, exist_ok=True)
-    results = REPO_ROOT / "bench/ablation.jsonl"
+    results = args.results
     for name, overrides in variants.items():
         if args.only and name not in args.only:
             continue
@@ -103,7 +109,7 @@ def main() -> int:
             stream.write(json.dumps(row) + "\n")
         print(json.dumps(row), flush=True)
     rows = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
-    write_table(rows, REPO_ROOT / "bench/ablation.md")
+    write_table(rows, results.with_suffix(".md"))
     return 0
 
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from bench import benchmark, serving
+from bench import ablation, benchmark, serving
 
 # CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
 WRK_MISSING = shutil.which("wrk") is None and not os.environ.get("REQUIRE_WRK")
@@ -41,6 +41,23 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
         assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 |" in table
     assert "| test accuracy | 0.88 | 0.85 |" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
+
+
+def test_ablation_overrides_dotted_keys_and_tabulates_rows(tmp_path):
+    params = ablation.merged_params({"train.dropout": 0.5, "preprocess.vocab_size": 20000})
+    assert params["train"]["dropout"] == 0.5 and params["preprocess"]["vocab_size"] == 20000
+    row = {
+        "variant": "dropout-0.5",
+        "overrides": {"train.dropout": 0.5},
+        "best_val_accuracy": 0.88561,
+        "best_val_loss": 0.28,
+        "epochs_run": 3,
+        "best_epoch": 2,
+        "train_minutes": 4.25,
+    }
+    ablation.write_table([row], tmp_path / "table.md")
+    lines = (tmp_path / "table.md").read_text().splitlines()
+    assert lines[2] == "| dropout-0.5 | `train.dropout=0.5` | 0.8856 | 0.2800 | 3 (2) | 4.2 |"
 
 
 @pytest.mark.skipif(WRK_MISSING, reason="wrk not installed (apt-get install wrk)")
