@@ -35,25 +35,9 @@ PARALLEL_MIN_ROWS = 64
 # for float32 tanh (accurate to a few ulp). Unlike libm's tanhf it vectorises.
 _F = np.float32
 _TANH_CLAMP = _F(7.90531110763549805)
-_P = tuple(
-    map(
-        _F,
-        (
-            -2.76076847742355e-16,
-            2.00018790482477e-13,
-            -8.60467152213735e-11,
-            5.12229709037114e-08,
-            1.48572235717979e-05,
-            6.37261928875436e-04,
-            4.89352455891786e-03,
-        ),
-    )
-)
-_Q = tuple(
-    map(
-        _F, (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
-    )
-)
+_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08)
+_P += (1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
+_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
 # error_model="numpy": a float division never raises, so the loops have no branch to keep
 # them from being vectorised (10x faster here).
 _JIT = {"fastmath": True, "error_model": "numpy"}
@@ -64,12 +48,12 @@ def _tanh(x: float) -> float:
     x = _TANH_CLAMP if x > _TANH_CLAMP else x
     x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
     x2 = x * x
-    p = _P[0]
+    p = _F(_P[0])
     for coefficient in _P[1:]:
-        p = p * x2 + coefficient
-    q = _Q[0]
+        p = p * x2 + _F(coefficient)
+    q = _F(_Q[0])
     for coefficient in _Q[1:]:
-        q = q * x2 + coefficient
+        q = q * x2 + _F(coefficient)
     return x * p / q
 
 
@@ -140,7 +124,9 @@ def _width(recurrent: np.ndarray, pooling: int) -> int:
 
 
 def lstm_weights(classifier: keras.Model) -> dict | None:
-    """The weights and pooling the kernel needs, or None for architectures it does not run."""
+    """The weights and pooling the kernel needs from a model built by
+    :func:`imdb_sentiment.model.build_classifier`, or None for architectures it does not run
+    (stacked or bidirectional LSTMs, other layers)."""
     layers = [layer for layer in classifier.layers if layer.weights or _pools(layer)]
     lstms = [layer for layer in layers if isinstance(layer, keras.layers.LSTM)]
     if len(lstms) != 1 or not isinstance(layers[0], keras.layers.Embedding):
