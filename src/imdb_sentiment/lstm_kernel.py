@@ -174,6 +174,9 @@ def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.nd
     weights = lstm_weights(classifier)
     if weights is None:
         return None
+    arguments = (np.ones((1, 1), np.int32), weights["gate_table"], weights["recurrent"])
+    for variant in (_features_serial, _features_parallel):  # compile (or load from cache) now,
+        variant(*arguments, weights["pooling"])  # not on a first request
 
     def score(ids: np.ndarray) -> np.ndarray:
         # Threads pay off on evaluation-sized batches; serving's small ones stay on one core,
