@@ -100,7 +100,21 @@ def _pool_review(
             out[-units:] = total / count
 
 
-@numba.njit(nogil=True, cache=True, **_JIT)
+def _compiled(**options: object) -> Callable:
+    """numba.njit, cached on disk where numba finds a writable folder (beside this module, or
+    the user's cache folder); with none (a read-only install and home), compiled in memory at
+    each start instead of failing to import."""
+
+    def decorate(function: Callable) -> Callable:
+        try:
+            return numba.njit(cache=True, **options)(function)
+        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+            return numba.njit(**options)(function)
+
+    return decorate
+
+
+@_compiled(nogil=True, **_JIT)
 def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int):
     features = np.zeros((ids.shape[0], _width(recurrent, pooling)), np.float32)
     for row in range(ids.shape[0]):
@@ -108,7 +122,7 @@ def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndar
     return features
 
 
-@numba.njit(nogil=True, cache=True, parallel=True, **_JIT)
+@_compiled(nogil=True, parallel=True, **_JIT)
 def _features_parallel(
     ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int
 ):
