@@ -114,6 +114,14 @@ def _compiled(**options: object) -> Callable:
     return decorate
 
 
+@numba.njit(inline="always", **_JIT)
+def _width(recurrent: np.ndarray, pooling: int) -> int:
+    return recurrent.shape[0] * (2 if pooling == _MEAN_MAX else 1)
+
+
+# One loop, written twice on purpose: numba keys its disk cache by function name and source
+# line, not by the ``parallel`` flag, so one Python function jitted both ways would let one
+# variant load the other's cached machine code.
 @_compiled(nogil=True, **_JIT)
 def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int):
     features = np.zeros((ids.shape[0], _width(recurrent, pooling)), np.float32)
@@ -130,11 +138,6 @@ def _features_parallel(
     for row in numba.prange(ids.shape[0]):
         _pool_review(ids[row], gate_table, recurrent, pooling, features[row])
     return features
-
-
-@numba.njit(inline="always", **_JIT)
-def _width(recurrent: np.ndarray, pooling: int) -> int:
-    return recurrent.shape[0] * (2 if pooling == _MEAN_MAX else 1)
 
 
 def lstm_weights(classifier: keras.Model) -> dict | None:
