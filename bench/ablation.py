@@ -59,10 +59,10 @@ def run_variant(name: str, overrides: dict, raw: Path, scratch: Path, params_fil
     return {
         "variant": name,
         "overrides": overrides,
-        "best_val_accuracy": summary["best_val_accuracy"],
-        "best_val_loss": summary["best_val_loss"],
+        "best_val_accuracy": summary["val_accuracy"],
+        "best_val_loss": summary["val_loss"],
         "epochs_run": summary["epochs_run"],
-        "best_epoch": summary["best_epoch"],
+        "best_epoch": ", ".join(str(m["best_epoch"]) for m in summary["members"].values()),
         "train_minutes": round(summary["train_seconds"] / 60, 2),
         "wall_minutes": round((time.perf_counter() - started) / 60, 2),
         "reviews_per_second": summary["train_reviews_per_second"],

@@ -46,6 +46,7 @@ BASELINE = {
         "dropout": 0.0,
         "embedding_dropout": 0.0,
         "ema_momentum": 0.0,
+        "ensemble_size": 1,
     },
 }
 

@@ -1,7 +1,9 @@
 """Stage 3: train the LSTM classifier with gradient clipping and early stopping.
 
-Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in),
-the per-epoch history to plots/train/, and metrics/train.json.
+With ``ensemble_size`` > 1, trains that many classifiers from consecutive seeds and saves
+their average. Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw
+strings in), each member's per-epoch history to plots/train/history/, and metrics/train.json
+(validation figures of the saved model, and of each member's best epoch).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import dataset, plotting, text
-from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
+from imdb_sentiment import dataset, evaluation, plotting, text
+from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import (
     BucketedBatches,
+    average_members,
     build_classifier,
     build_end_to_end,
     compile_classifier,
@@ -37,6 +41,7 @@ END_TO_END_FILE = "end_to_end.keras"
 
 
 SECTION = "train"
+SCORING_BATCH = 256  # reviews per call when scoring the validation split with the saved model
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,7 @@ class Params:
     early_stopping_monitor: Literal["val_loss", "val_accuracy"]
     early_stopping_patience: int = field(metadata={"min": 0})
     early_stopping_min_delta: float = field(metadata={"min": 0.0})
+    ensemble_size: int = field(metadata={"min": 1})
     seed: int = field(metadata={"min": 0})
 
 
@@ -69,13 +75,60 @@ def run(
     metrics_file: Path = METRICS_FILE,
     plots_dir: Path = PLOTS_DIR,
 ) -> None:
-    keras.utils.set_random_seed(params.seed)
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
+    started = time.perf_counter()
+    members = [
+        _train_member(params, number, encoder.vocab_size, (x_train, y_train), (x_val, y_val))
+        for number in range(1, params.ensemble_size + 1)
+    ]
+    seconds = time.perf_counter() - started
+    classifier = average_members([member.model for member in members])
+    # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
+    # (evaluate.threshold belongs to the evaluate stage).
+    probabilities = predict_probabilities(scorer(classifier, x_val.shape[1]), x_val, SCORING_BATCH)
+    validation = evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
+
+    with atomic_directory(models_dir) as scratch:
+        classifier.save(scratch / CLASSIFIER_FILE)
+        build_end_to_end(encoder, classifier).save(scratch / END_TO_END_FILE)
+    with atomic_directory(plots_dir / "history") as scratch:
+        for member in members:
+            member.history.round(6).to_csv(
+                scratch / f"{member.name}.csv", index=False, lineterminator="\n"
+            )
+    histories = {member.name: member.history for member in members}
+    plotting.training_curves(histories, plots_dir / "curves.png")
+    write_json(metrics_file, _summary(members, validation, seconds, len(y_train)))
+
+
+@dataclass
+class TrainedMember:
+    """One trained classifier of the ensemble, with its per-epoch history."""
+
+    name: str
+    seed: int
+    model: keras.Model
+    history: pd.DataFrame
+    best_epoch: int  # 1-based: the epoch whose weights were kept
+
+
+def _train_member(
+    params: Params,
+    number: int,
+    vocab_size: int,
+    train: tuple[np.ndarray, np.ndarray],
+    validation: tuple[np.ndarray, np.ndarray],
+) -> TrainedMember:
+    # Member 1 uses the seed itself, so a one-member ensemble is the plain classifier.
+    seed = params.seed + number - 1
+    name = f"member_{number}"
+    print(f"Training {name} of {params.ensemble_size} (seed {seed})", flush=True)
+    keras.utils.set_random_seed(seed)
     classifier = build_classifier(
-        encoder.vocab_size,
+        vocab_size,
         params.embedding_dim,
         params.lstm_units,
         params.lstm_layers,
@@ -83,6 +136,7 @@ def run(
         params.dropout,
         params.pooling,
         params.embedding_dropout,
+        name="lstm_classifier" if params.ensemble_size == 1 else name,
     )
     compile_classifier(classifier, params.learning_rate, params.clipnorm, params.ema_momentum)
     stopper = keras.callbacks.EarlyStopping(
@@ -92,48 +146,41 @@ def run(
         restore_best_weights=True,
         verbose=1,
     )
-    started = time.perf_counter()
     history = classifier.fit(
-        BucketedBatches(
-            x_train, y_train, params.batch_size, params.seed, params.bucket_by_length
-        ).as_dataset(),
+        BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length).as_dataset(),
         validation_data=BucketedBatches(
-            x_val, y_val, params.batch_size, None, params.bucket_by_length
+            *validation, params.batch_size, None, params.bucket_by_length
         ).as_dataset(),
         epochs=params.max_epochs,
         callbacks=training_callbacks(stopper, params.ema_momentum),
         shuffle=False,  # BucketedBatches already shuffles, seeded
         verbose=2,
     )
-    seconds = time.perf_counter() - started
     epochs = pd.DataFrame(history.history)
     epochs.insert(0, "epoch", np.arange(1, len(epochs) + 1))
-
-    with atomic_directory(models_dir) as scratch:
-        classifier.save(scratch / CLASSIFIER_FILE)
-        build_end_to_end(encoder, classifier).save(scratch / END_TO_END_FILE)
-    with atomic_file(plots_dir / "history.csv") as scratch:
-        epochs.round(6).to_csv(scratch, index=False, lineterminator="\n")
-    plotting.training_curves(epochs, plots_dir / "curves.png")
-    write_json(metrics_file, _summary(epochs, stopper, params, seconds, len(y_train)))
+    return TrainedMember(name, seed, classifier, epochs, stopper.best_epoch + 1)
 
 
-def _summary(
-    epochs: pd.DataFrame,
-    stopper: keras.callbacks.EarlyStopping,
-    params: Params,
-    seconds: float,
-    reviews: int,
-) -> dict:
-    best = epochs.iloc[stopper.best_epoch]
+def _summary(members: list[TrainedMember], validation: dict, seconds: float, reviews: int) -> dict:
+    epochs_run = sum(len(member.history) for member in members)
     return {
-        "best_epoch": int(best["epoch"]),
-        "epochs_run": len(epochs),
-        "stopped_early": len(epochs) < params.max_epochs,
-        "best_val_loss": round(float(best["val_loss"]), 4),
-        "best_val_accuracy": round(float(best["val_accuracy"]), 4),
+        "val_accuracy": validation["accuracy"],
+        "val_loss": validation["loss"],
+        "epochs_run": epochs_run,
         "train_seconds": round(seconds, 1),
-        "train_reviews_per_second": round(reviews * len(epochs) / seconds, 1),
+        "train_reviews_per_second": round(reviews * epochs_run / seconds, 1),
+        "members": {member.name: _member_summary(member) for member in members},
+    }
+
+
+def _member_summary(member: TrainedMember) -> dict:
+    best = member.history.iloc[member.best_epoch - 1]
+    return {
+        "seed": member.seed,
+        "best_epoch": member.best_epoch,
+        "epochs_run": len(member.history),
+        "best_val_accuracy": round(float(best["val_accuracy"]), 4),
+        "best_val_loss": round(float(best["val_loss"]), 4),
     }
 
 

@@ -138,6 +138,9 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
     with open(project.root / "stages/train.py", "a") as script:
         script.write("\n# an edit\n")
     assert project.repro() == ["train", "evaluate"]
-    with open(project.root / PACKAGE_DIR / "evaluation.py", "a") as module:
-        module.write("\n# an edit\n")
+    with open(project.root / "stages/evaluate.py", "a") as script:
+        script.write("\n# an edit\n")
     assert project.repro() == ["evaluate"]
+    with open(project.root / PACKAGE_DIR / "evaluation.py", "a") as module:
+        module.write("\n# an edit\n")  # train reads it too: it scores the ensemble's validation
+    assert project.repro() == ["train", "evaluate"]

@@ -20,7 +20,7 @@ def random_classifier(pooling: str, **architecture: object) -> keras.Model:
         pooling=pooling,
         embedding_dropout=0.1,
     )
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(int(architecture.get("seed", 0)))
     weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
     classifier.set_weights(weights)
     return classifier
@@ -49,6 +49,24 @@ def test_kernel_matches_keras(pooling: str) -> None:
     assert np.allclose(score(ids[2:3]), expected[2:3], atol=1e-5)
     copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # enough rows for the threaded loop
     assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+def test_kernel_averages_the_members_of_an_ensemble() -> None:
+    members = [random_classifier("mean_max", seed=seed) for seed in (0, 1)]
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    ensemble = model.average_members(members)
+    ids = id_rows()
+    expected = ensemble(ids, training=False).numpy().reshape(-1)
+    assert not np.allclose(members[0](ids).numpy(), members[1](ids).numpy())
+    assert np.allclose(lstm_kernel.compile_lstm_scorer(ensemble)(ids), expected, atol=1e-5)
+
+
+def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
+    members = [random_classifier("max"), random_classifier("max", bidirectional=True)]
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    assert lstm_kernel.compile_lstm_scorer(model.average_members(members)) is None
 
 
 @pytest.mark.parametrize(

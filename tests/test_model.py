@@ -158,3 +158,23 @@ def test_pooled_model_survives_saving(tmp_path):
     x = np.array([[0, 3, 4, 5]], np.int32)
     reloaded = model.load_model(tmp_path / "pooled.keras")
     assert np.allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)
+
+
+def test_average_members_means_the_probabilities_and_keeps_a_single_member_as_is():
+    members = [
+        model.build_classifier(30, 4, 3, 1, False, 0.0, "max", name=f"member_{n}") for n in (1, 2)
+    ]
+    assert model.average_members(members[:1]) is members[0]
+    ensemble = model.average_members(members)
+    x = np.random.default_rng(0).integers(0, 30, size=(5, 7)).astype("int32")
+    each = [member(x).numpy() for member in members]
+    assert np.allclose(ensemble(x).numpy(), (each[0] + each[1]) / 2)
+    assert model.ensemble_members(ensemble) == members
+    assert model.ensemble_members(members[0]) == [members[0]]
+
+
+def test_ensemble_members_refuses_other_nestings():
+    inner = model.build_classifier(30, 4, 3, 1, False, 0.0, "max")
+    ids = keras.Input(shape=(None,), dtype="int32")
+    wrapped = keras.Model(ids, keras.layers.Dense(1)(inner(ids)))
+    assert model.ensemble_members(wrapped) is None

@@ -11,9 +11,9 @@ trained weights, three ways cheaper:
   skipped exactly as Keras' mask skips them, so no step is spent on padding;
 - the loops are compiled by numba into vectorised machine code that releases the GIL.
 
-It agrees with Keras to float32 rounding (tests compare the two on every pooling).
-Other architectures (stacked or bidirectional layers) return ``None`` from
-:func:`compile_lstm_scorer` and are scored by Keras.
+It agrees with Keras to float32 rounding (tests compare the two on every pooling), and runs
+ensembles of such classifiers member by member. Other architectures (stacked or bidirectional
+layers) return ``None`` from :func:`compile_lstm_scorer` and are scored by Keras.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import keras
 import numba
 import numpy as np
 
-from imdb_sentiment.model import MaskedPooling1D
+from imdb_sentiment.model import MaskedPooling1D, ensemble_members
 from imdb_sentiment.text import PAD_ID
 
 _LAST, _MAX, _MEAN, _MEAN_MAX = range(4)  # pooling codes: numba takes ints, not strings
@@ -187,24 +187,36 @@ def _pooling_of(layers: list, return_sequences: bool) -> str | None:
 
 
 def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.ndarray] | None:
-    """An ids -> P(positive) function running the kernel, or None if the model does not fit."""
-    weights = lstm_weights(classifier)
-    if weights is None:
+    """An ids -> P(positive) function running the kernel, or None if the model does not fit.
+
+    An ensemble (:func:`imdb_sentiment.model.average_members`) runs each member in turn and
+    averages their probabilities, as its Average layer does.
+    """
+    members = ensemble_members(classifier)
+    weights = [lstm_weights(member) for member in members or []]
+    if not weights or any(member is None for member in weights):
         return None
-    arguments = (np.ones((1, 1), np.int32), weights["gate_table"], weights["recurrent"])
-    for variant in (_features_serial, _features_parallel):  # compile (or load from cache) now,
-        variant(*arguments, weights["pooling"])  # not on a first request
+    for member in weights:  # compile (or load from cache) now, not on a first request
+        for variant in (_features_serial, _features_parallel):
+            variant(
+                np.ones((1, 1), np.int32),
+                member["gate_table"],
+                member["recurrent"],
+                member["pooling"],
+            )
 
     def score(ids: np.ndarray) -> np.ndarray:
         # Threads pay off on evaluation-sized batches; serving's small ones stay on one core,
         # leaving the other to the event loop.
-        features = (_features_parallel if len(ids) >= PARALLEL_MIN_ROWS else _features_serial)(
-            np.ascontiguousarray(ids, np.int32),
-            weights["gate_table"],
-            weights["recurrent"],
-            weights["pooling"],
-        )
-        logits = features.astype(np.float64) @ weights["dense_kernel"] + weights["dense_bias"]
-        return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
+        features = _features_parallel if len(ids) >= PARALLEL_MIN_ROWS else _features_serial
+        ids = np.ascontiguousarray(ids, np.int32)
+        probabilities = [_member_probability(features, ids, member) for member in weights]
+        return np.mean(probabilities, axis=0).astype(np.float32)
 
     return score
+
+
+def _member_probability(features: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:
+    pooled = features(ids, weights["gate_table"], weights["recurrent"], weights["pooling"])
+    logits = pooled.astype(np.float64) @ weights["dense_kernel"] + weights["dense_bias"]
+    return 1.0 / (1.0 + np.exp(-logits))

@@ -63,6 +63,7 @@ def build_classifier(
     dropout: float,
     pooling: str = "last",
     embedding_dropout: float = 0.0,
+    name: str = "lstm_classifier",
 ) -> keras.Model:
     """Embedding -> LSTM stack -> pooling over time -> Dense(sigmoid), for id sequences.
 
@@ -89,7 +90,33 @@ def build_classifier(
             [MaskedPooling1D("max")(hidden), MaskedPooling1D("mean")(hidden)]
         )
     probability = keras.layers.Dense(1, activation="sigmoid", name="positive")(hidden)
-    return keras.Model(ids, probability, name="lstm_classifier")
+    return keras.Model(ids, probability, name=name)
+
+
+def average_members(members: list[keras.Model]) -> keras.Model:
+    """One id-sequence model whose output is the mean of the members' P(positive).
+
+    Members trained from different seeds make different mistakes, so their average is more
+    accurate than any one of them. A single member is returned as it is.
+    """
+    if len(members) == 1:
+        return members[0]
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    mean = keras.layers.Average(name="positive")([member(ids) for member in members])
+    return keras.Model(ids, mean, name="lstm_ensemble")
+
+
+def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
+    """The members of a model made by :func:`average_members` ([classifier] for a single
+    classifier), or None if the model nests other models in some other way."""
+    nested = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
+    if not nested:
+        return [classifier]
+    averaged = isinstance(classifier.layers[-1], keras.layers.Average)
+    inputs = [layer for layer in classifier.layers if isinstance(layer, keras.layers.InputLayer)]
+    if averaged and len(classifier.layers) == len(inputs) + len(nested) + 1:
+        return nested
+    return None
 
 
 def compile_classifier(

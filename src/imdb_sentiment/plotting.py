@@ -23,12 +23,21 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def training_curves(history: pd.DataFrame, path: Path) -> None:
-    """Loss and accuracy per epoch, train against validation."""
+def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
+    """Loss and accuracy per epoch, train against validation, for each ensemble member."""
     figure, axes = plt.subplots(1, 2, figsize=(10, 4))
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
-        axis.plot(history["epoch"], history[metric], marker="o", label="train")
-        axis.plot(history["epoch"], history[f"val_{metric}"], marker="o", label="validation")
+        for name, history in histories.items():
+            suffix = f" ({name})" if len(histories) > 1 else ""
+            train = axis.plot(history["epoch"], history[metric], marker="o", label=f"train{suffix}")
+            axis.plot(
+                history["epoch"],
+                history[f"val_{metric}"],
+                marker="s",
+                linestyle="--",
+                color=train[0].get_color(),
+                label=f"validation{suffix}",
+            )
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.legend()

@@ -4,27 +4,67 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from imdb_sentiment import dataset
+from imdb_sentiment import dataset, model
 from imdb_sentiment.model import load_model
 from stages import train
+
+
+def train_params(pipeline_run) -> dict:
+    return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
 def test_saves_models_history_and_metrics(pipeline_run):
     assert (pipeline_run / "models/classifier.keras").is_file()
     assert (pipeline_run / "models/end_to_end.keras").is_file()
-    history = pd.read_csv(pipeline_run / "plots/train/history.csv")
-    assert list(history.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+    params = train_params(pipeline_run)
     summary = json.loads((pipeline_run / "metrics/train.json").read_text())
-    assert summary["epochs_run"] == len(history) <= 2
-    assert 1 <= summary["best_epoch"] <= summary["epochs_run"]
-    best = history.iloc[summary["best_epoch"] - 1]
-    assert summary["best_val_loss"] == round(best.val_loss, 4)
-    # Early stopping counts only improvements larger than min_delta as a new best.
-    min_delta = yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"][
-        "early_stopping_min_delta"
+    members = summary["members"]
+    assert list(members) == [f"member_{n}" for n in range(1, params["ensemble_size"] + 1)]
+    assert [m["seed"] for m in members.values()] == [
+        params["seed"] + n for n in range(len(members))
     ]
-    assert history.val_loss.min() > best.val_loss - min_delta
+    history_files = sorted((pipeline_run / "plots/train/history").iterdir())
+    assert [f.name for f in history_files] == [f"{name}.csv" for name in members]
+    histories = [pd.read_csv(f) for f in history_files]
+    assert summary["epochs_run"] == sum(len(history) for history in histories)
+    for member, history in zip(members.values(), histories, strict=True):
+        assert list(history.columns) == ["epoch", "accuracy", "loss", "val_accuracy", "val_loss"]
+        assert member["epochs_run"] == len(history) <= params["max_epochs"]
+        best = history.iloc[member["best_epoch"] - 1]
+        assert member["best_val_loss"] == round(best.val_loss, 4)
+        # Early stopping counts only improvements larger than min_delta as a new best.
+        assert history.val_loss.min() > best.val_loss - params["early_stopping_min_delta"]
     assert (pipeline_run / "plots/train/curves.png").stat().st_size > 1000
+
+
+def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run):
+    summary = json.loads((pipeline_run / "metrics/train.json").read_text())
+    classifier = load_model(pipeline_run / "models/classifier.keras")
+    members = model.ensemble_members(classifier)
+    assert [member.name for member in members] == list(summary["members"])
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    each = [member(x).numpy().reshape(-1) for member in members]
+    assert not np.allclose(each[0], each[1])  # different seeds
+    averaged = classifier(x).numpy().reshape(-1)
+    assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
+    assert summary["val_accuracy"] == round(float(np.mean((averaged >= 0.5) == y)), 4)
+
+
+def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
+    params = train.Params(**{**train_params(pipeline_run), "ensemble_size": 1, "max_epochs": 1})
+    train.run(
+        params,
+        pipeline_run / "data/prepared",
+        tmp_path / "models",
+        tmp_path / "t.json",
+        tmp_path / "plots",
+    )
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    assert classifier.name == "lstm_classifier"
+    assert model.ensemble_members(classifier) == [classifier]
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1"] and summary["epochs_run"] == 1
+    assert summary["val_accuracy"] == summary["members"]["member_1"]["best_val_accuracy"]
 
 
 def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
