@@ -59,7 +59,10 @@ def test_kernel_averages_the_members_of_an_ensemble() -> None:
     ids = id_rows()
     expected = ensemble(ids, training=False).numpy().reshape(-1)
     assert not np.allclose(members[0](ids).numpy(), members[1](ids).numpy())
-    assert np.allclose(lstm_kernel.compile_lstm_scorer(ensemble)(ids), expected, atol=1e-5)
+    score = lstm_kernel.compile_lstm_scorer(ensemble)
+    assert np.allclose(score(ids), expected, atol=1e-5)  # members side by side
+    copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # members in turn, rows threaded
+    assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
 
 
 def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
