@@ -37,11 +37,20 @@ def test_saves_models_history_and_metrics(pipeline_run):
     assert (pipeline_run / "plots/train/curves.png").stat().st_size > 1000
 
 
-def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run):
-    summary = json.loads((pipeline_run / "metrics/train.json").read_text())
-    classifier = load_model(pipeline_run / "models/classifier.keras")
+def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
+    params = train.Params(**{**train_params(pipeline_run), "ensemble_size": 2, "max_epochs": 1})
+    train.run(
+        params,
+        pipeline_run / "data/prepared",
+        tmp_path / "models",
+        tmp_path / "t.json",
+        tmp_path / "plots",
+    )
+    summary = json.loads((tmp_path / "t.json").read_text())
+    classifier = load_model(tmp_path / "models/classifier.keras")
     members = model.ensemble_members(classifier)
-    assert [member.name for member in members] == list(summary["members"])
+    names = ["member_1", "member_2"]
+    assert [member.name for member in members] == list(summary["members"]) == names
     _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
     each = [member(x).numpy().reshape(-1) for member in members]
     assert not np.allclose(each[0], each[1])  # different seeds
