@@ -1,10 +1,12 @@
 """The benchmarks' reports on synthetic figures (the real runs take ~20 minutes), and the
 wrk load generator against the tiny model."""
 
+import json
 import os
 import shutil
 
 import pytest
+import yaml
 
 from bench import ablation, benchmark, serving
 
@@ -34,13 +36,47 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
         "baseline": fake_run(150.0, 0.85),
         "throughput_ratio_vs_naive": 3.0,
         "throughput_ratio_vs_baseline": 2.0,
-        "eval_identical_to_committed": "identical",
+        "reproduced": {
+            "eval_json_changes": {},
+            "outputs_changed": [],
+        },
     }
     table = benchmark.markdown(report)
     for stage in benchmark.STAGES:
         assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 |" in table
     assert "| test accuracy | 0.88 | 0.85 |" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
+    assert "`metrics/eval.json`): identical. Outputs whose hash differs" in table
+
+
+def write_run(folder, accuracy: float, train_md5: str) -> None:
+    (folder / "metrics").mkdir(parents=True)
+    eval_json = {"accuracy": accuracy, "count": 10}
+    (folder / "metrics/eval.json").write_text(json.dumps(eval_json))
+    stages = {
+        "download": {"outs": [{"path": "data/raw", "md5": "aaa.dir"}]},
+        "train": {"outs": [{"path": "models", "md5": train_md5}]},
+    }
+    (folder / "dvc.lock").write_text(yaml.safe_dump({"schema": "2.0", "stages": stages}))
+
+
+def test_comparison_with_the_committed_run_names_changed_metrics_and_outputs(tmp_path):
+    write_run(tmp_path / "committed", 0.8901, "bbb.dir")
+    write_run(tmp_path / "same", 0.8901, "bbb.dir")
+    write_run(tmp_path / "other", 0.8897, "ccc.dir")
+
+    same = benchmark.compare_with_committed(tmp_path / "same", tmp_path / "committed")
+    assert same["eval_json_changes"] == {}
+    assert benchmark.reproduction_line(same).startswith(
+        "Same params and data twice (this run vs. the committed `metrics/eval.json`): identical."
+    )
+
+    other = benchmark.compare_with_committed(tmp_path / "other", tmp_path / "committed")
+    assert other["eval_json_changes"] == {"accuracy": [0.8901, 0.8897]}
+    assert other["outputs_changed"] == ["models"]
+    line = benchmark.reproduction_line(other)
+    assert "DIFFERENT (accuracy 0.8901 -> 0.8897)" in line
+    assert line.endswith("the committed `dvc.lock`: `models`.")
 
 
 def test_ablation_overrides_dotted_keys_and_tabulates_rows(tmp_path):

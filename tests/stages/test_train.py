@@ -13,6 +13,13 @@ def train_params(pipeline_run) -> dict:
     return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
+def train_one_epoch(pipeline_run, out, ensemble_size: int) -> None:
+    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/)."""
+    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "max_epochs": 1}
+    prepared = pipeline_run / "data/prepared"
+    train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
+
+
 def test_saves_models_history_and_metrics(pipeline_run):
     assert (pipeline_run / "models/classifier.keras").is_file()
     assert (pipeline_run / "models/end_to_end.keras").is_file()
@@ -38,14 +45,7 @@ def test_saves_models_history_and_metrics(pipeline_run):
 
 
 def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
-    params = train.Params(**{**train_params(pipeline_run), "ensemble_size": 2, "max_epochs": 1})
-    train.run(
-        params,
-        pipeline_run / "data/prepared",
-        tmp_path / "models",
-        tmp_path / "t.json",
-        tmp_path / "plots",
-    )
+    train_one_epoch(pipeline_run, tmp_path, ensemble_size=2)
     summary = json.loads((tmp_path / "t.json").read_text())
     classifier = load_model(tmp_path / "models/classifier.keras")
     members = model.ensemble_members(classifier)
@@ -60,14 +60,7 @@ def test_saved_model_averages_different_members_and_reports_its_validation(pipel
 
 
 def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
-    params = train.Params(**{**train_params(pipeline_run), "ensemble_size": 1, "max_epochs": 1})
-    train.run(
-        params,
-        pipeline_run / "data/prepared",
-        tmp_path / "models",
-        tmp_path / "t.json",
-        tmp_path / "plots",
-    )
+    train_one_epoch(pipeline_run, tmp_path, ensemble_size=1)
     classifier = load_model(tmp_path / "models/classifier.keras")
     assert classifier.name == "lstm_classifier"
     assert model.ensemble_members(classifier) == [classifier]
