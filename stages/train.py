@@ -1,9 +1,12 @@
 """Stage 3: train the LSTM classifier with gradient clipping and early stopping.
 
 With ``ensemble_size`` > 1, trains that many classifiers from consecutive seeds and saves
-their average. Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw
-strings in), each member's per-epoch history to plots/train/history/, and metrics/train.json
-(validation figures of the saved model, and of each member's best epoch).
+their average. With ``distill``, those classifiers are teachers: one more classifier (the
+student) learns their averaged probabilities for the training reviews, and the student is
+saved, at one classifier's serving cost. Saves models/classifier.keras (int ids in) and
+models/end_to_end.keras (raw strings in), each member's per-epoch history to
+plots/train/history/, and metrics/train.json (validation figures of the saved model, and of
+each member's best epoch).
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Params:
     early_stopping_patience: int = field(metadata={"min": 0})
     early_stopping_min_delta: float = field(metadata={"min": 0.0})
     ensemble_size: int = field(metadata={"min": 1})
+    distill: bool
     seed: int = field(metadata={"min": 0})
 
 
@@ -84,8 +88,18 @@ def run(
         _train_member(params, number, encoder.vocab_size, (x_train, y_train), (x_val, y_val))
         for number in range(1, params.ensemble_size + 1)
     ]
-    seconds = time.perf_counter() - started
     classifier = average_members([member.model for member in members])
+    if params.distill:
+        # The teachers' probabilities say how sure they are of each review, which 0/1 labels
+        # do not: the student learns more from them than from the labels alone.
+        teacher = scorer(classifier, x_train.shape[1])
+        targets = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
+        student = params.ensemble_size + 1
+        members.append(
+            _train_member(params, student, encoder.vocab_size, (x_train, targets), (x_val, y_val))
+        )
+        classifier = members[-1].model
+    seconds = time.perf_counter() - started
     # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
     # (evaluate.threshold belongs to the evaluate stage).
     probabilities = predict_probabilities(scorer(classifier, x_val.shape[1]), x_val, SCORING_BATCH)
@@ -124,8 +138,9 @@ def _train_member(
 ) -> TrainedMember:
     # Member 1 uses the seed itself, so a one-member ensemble is the plain classifier.
     seed = params.seed + number - 1
-    name = f"member_{number}"
-    print(f"Training {name} of {params.ensemble_size} (seed {seed})", flush=True)
+    is_student = number > params.ensemble_size
+    name = "student" if is_student else f"member_{number}"
+    print(f"Training {name} (seed {seed})", flush=True)
     keras.utils.set_random_seed(seed)
     classifier = build_classifier(
         vocab_size,
@@ -136,9 +151,11 @@ def _train_member(
         params.dropout,
         params.pooling,
         params.embedding_dropout,
-        name="lstm_classifier" if params.ensemble_size == 1 else name,
+        name="lstm_classifier" if params.ensemble_size == 1 or is_student else name,
     )
-    compile_classifier(classifier, params.learning_rate, params.clipnorm, params.ema_momentum)
+    compile_classifier(
+        classifier, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
+    )
     stopper = keras.callbacks.EarlyStopping(
         monitor=params.early_stopping_monitor,
         patience=params.early_stopping_patience,

@@ -178,3 +178,13 @@ def test_ensemble_members_refuses_other_nestings():
     ids = keras.Input(shape=(None,), dtype="int32")
     wrapped = keras.Model(ids, keras.layers.Dense(1)(inner(ids)))
     assert model.ensemble_members(wrapped) is None
+
+
+def test_agreement_is_accuracy_for_labels_and_same_side_of_one_half_for_probabilities():
+    predictions = np.array([[0.8], [0.4], [0.3], [0.5]], dtype="float32")
+    labels = np.array([[1.0], [0.0], [1.0], [1.0]], dtype="float32")
+    keras_accuracy = keras.metrics.binary_accuracy(labels, predictions).numpy().reshape(-1)
+    ours = model.agreement(labels, predictions).numpy().reshape(-1)
+    assert np.array_equal(ours, keras_accuracy) and np.array_equal(ours, [1, 1, 0, 0])
+    teacher = np.array([[0.9], [0.2], [0.6], [0.1]], dtype="float32")
+    assert np.array_equal(model.agreement(teacher, predictions).numpy().reshape(-1), [1, 1, 0, 1])

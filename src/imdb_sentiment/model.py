@@ -119,18 +119,37 @@ def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
     return None
 
 
+@keras.saving.register_keras_serializable(package="imdb_sentiment")
+def agreement(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Per review: 1 where target and prediction fall on the same side of 0.5.
+
+    Keras' binary accuracy for 0/1 labels; for a teacher's probabilities (distillation),
+    agreement with the teacher, where Keras would compare 0/1 predictions with fractions.
+    """
+    same_side = keras.ops.equal(y_true > 0.5, y_pred > 0.5)
+    return keras.ops.cast(same_side, "float32")
+
+
 def compile_classifier(
-    model: keras.Model, learning_rate: float, clipnorm: float, ema_momentum: float = 0.0
+    model: keras.Model,
+    learning_rate: float,
+    clipnorm: float,
+    ema_momentum: float = 0.0,
+    soft_targets: bool = False,
 ) -> None:
     """Adam with gradient-norm clipping, binary cross-entropy, accuracy.
 
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak
     averaging); pair it with :func:`training_callbacks` so validation and the saved model
-    use the averaged weights.
+    use the averaged weights. ``soft_targets``: the training targets are probabilities, so
+    "accuracy" is measured as :func:`agreement`.
     """
     averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm, **averaging)
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=["accuracy"])
+    accuracy = (
+        keras.metrics.MeanMetricWrapper(agreement, name="accuracy") if soft_targets else "accuracy"
+    )
+    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[accuracy])
 
 
 def training_callbacks(

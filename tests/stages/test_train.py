@@ -13,9 +13,10 @@ def train_params(pipeline_run) -> dict:
     return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
-def train_one_epoch(pipeline_run, out, ensemble_size: int) -> None:
+def train_one_epoch(pipeline_run, out, ensemble_size: int, **overrides) -> None:
     """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/)."""
     values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "max_epochs": 1}
+    values.update(overrides)
     prepared = pipeline_run / "data/prepared"
     train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
 
@@ -67,6 +68,41 @@ def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
     summary = json.loads((tmp_path / "t.json").read_text())
     assert list(summary["members"]) == ["member_1"] and summary["epochs_run"] == 1
     assert summary["val_accuracy"] == summary["members"]["member_1"]["best_val_accuracy"]
+
+
+def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
+    pipeline_run, tmp_path, monkeypatch
+):
+    targets_seen = {}
+    train_member = train._train_member
+
+    def recording(params, number, vocab_size, data, validation):
+        member = train_member(params, number, vocab_size, data, validation)
+        targets_seen[member.name] = data[1]
+        return member
+
+    monkeypatch.setattr(train, "_train_member", recording)
+    train_one_epoch(pipeline_run, tmp_path, ensemble_size=2, distill=True)
+
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1", "member_2", "student"]
+    assert [m["seed"] for m in summary["members"].values()] == [42, 43, 44]
+    assert summary["val_accuracy"] == summary["members"]["student"]["best_val_accuracy"]
+    student = load_model(tmp_path / "models/classifier.keras")
+    assert student.name == "lstm_classifier" and model.ensemble_members(student) == [student]
+
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    assert np.array_equal(targets_seen["member_1"], y)
+    soft = targets_seen["student"]
+    assert soft.shape == y.shape and not np.isin(soft, (0.0, 1.0)).all()
+    # The teachers, retrained the same way, give back the student's targets.
+    teachers = tmp_path / "teachers"
+    train_one_epoch(pipeline_run, teachers, ensemble_size=2)
+    ensemble = load_model(teachers / "models/classifier.keras")
+    assert np.allclose(soft, ensemble(x).numpy().reshape(-1), atol=1e-5)
+    # "accuracy" against soft targets is agreement with the teachers, not a 0/1 comparison.
+    student_history = pd.read_csv(tmp_path / "plots/history/student.csv")
+    assert student_history.accuracy.iloc[0] > 0.3
 
 
 def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
