@@ -13,10 +13,12 @@ def train_params(pipeline_run) -> dict:
     return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
-def train_one_epoch(pipeline_run, out, ensemble_size: int, **overrides) -> None:
+def train_one_epoch(
+    pipeline_run, out, ensemble_size: int, distill: bool = False, **overrides
+) -> None:
     """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/)."""
-    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "max_epochs": 1}
-    values.update(overrides)
+    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
+    values.update(max_epochs=1, **overrides)
     prepared = pipeline_run / "data/prepared"
     train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
 
@@ -27,7 +29,8 @@ def test_saves_models_history_and_metrics(pipeline_run):
     params = train_params(pipeline_run)
     summary = json.loads((pipeline_run / "metrics/train.json").read_text())
     members = summary["members"]
-    assert list(members) == [f"member_{n}" for n in range(1, params["ensemble_size"] + 1)]
+    teachers = [f"member_{n}" for n in range(1, params["ensemble_size"] + 1)]
+    assert list(members) == teachers + (["student"] if params["distill"] else [])
     assert [m["seed"] for m in members.values()] == [
         params["seed"] + n for n in range(len(members))
     ]
