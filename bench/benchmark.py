@@ -46,9 +46,24 @@ BASELINE = {
         "dropout": 0.0,
         "embedding_dropout": 0.0,
         "ema_momentum": 0.0,
-        "ensemble_size": 1,
+        "ensemble_size": 1,  # one model trained on the labels
+        "distill": False,
     },
 }
+
+
+def with_overrides(params: dict, overrides: dict[str, dict]) -> dict:
+    """A copy of ``params`` with some keys of some sections replaced."""
+    changed = json.loads(json.dumps(params))
+    for section, values in overrides.items():
+        changed[section].update(values)
+    return changed
+
+
+def baseline_params(params: dict, epochs: int) -> dict:
+    """``params`` configured like the reference projects, with at most ``epochs`` epochs."""
+    bounded = {**BASELINE["train"], "max_epochs": epochs}
+    return with_overrides(params, {**BASELINE, "train": bounded})
 
 
 def peak_rss_of_tree(process: subprocess.Popen, interval: float = 0.2) -> list[int]:
@@ -245,10 +260,6 @@ def main() -> int:
     runs = REPO_ROOT / "bench" / "runs" / stamp
     runs.mkdir(parents=True)
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    baseline = json.loads(json.dumps(params))
-    for section, values in BASELINE.items():
-        baseline[section].update(values)
-    baseline["train"]["max_epochs"] = args.baseline_epochs
 
     commit = subprocess.run(
         ["git", "rev-parse", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
@@ -261,11 +272,11 @@ def main() -> int:
         "pipeline": run_pipeline("pipeline", runs / "pipeline", params, runs / "pipeline.log"),
     }
     if not args.skip_baseline:
-        naive = json.loads(json.dumps(params))
-        naive["train"].update({"bucket_by_length": False, "max_epochs": 1})
+        naive = with_overrides(params, {"train": {"bucket_by_length": False, "max_epochs": 1}})
         report["naive"] = run_pipeline(
             "naive", runs / "naive", naive, runs / "naive.log", STAGES[:3]
         )
+        baseline = baseline_params(params, args.baseline_epochs)
         report["baseline"] = run_pipeline(
             "baseline", runs / "baseline", baseline, runs / "baseline.log"
         )

@@ -107,3 +107,18 @@ def test_wrk_load_test_counts_requests_and_latencies(live_server):
 def test_wrk_load_test_counts_rejected_requests_as_errors(live_server):
     result = serving.wrk_load_test(live_server, ["   "], clients=2, seconds=1)  # 422: blank
     assert result["requests"] > 0 and result["errors"] == result["requests"]
+
+
+def test_baseline_trains_one_reference_style_model_on_the_labels():
+    from stages import preprocess, train
+
+    committed = yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+    baseline = benchmark.baseline_params(committed, epochs=2)
+    trained = train.Params(**baseline["train"])
+    assert (trained.ensemble_size, trained.distill, trained.max_epochs) == (1, False, 2)
+    assert (trained.embedding_dim, trained.lstm_units, trained.lstm_layers) == (128, 64, 1)
+    assert not trained.bidirectional and not trained.bucket_by_length
+    assert trained.pooling == "last" and trained.batch_size == 32
+    prepared = preprocess.Params(**baseline["preprocess"])
+    assert (prepared.vocab_size, prepared.max_length, prepared.padding) == (10000, 500, "post")
+    assert committed == yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
