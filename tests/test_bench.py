@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from bench import ablation, benchmark, serving
+from stages import preprocess, train
 
 # CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
 WRK_MISSING = shutil.which("wrk") is None and not os.environ.get("REQUIRE_WRK")
@@ -110,8 +111,6 @@ def test_wrk_load_test_counts_rejected_requests_as_errors(live_server):
 
 
 def test_baseline_trains_one_reference_style_model_on_the_labels():
-    from stages import preprocess, train
-
     committed = yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
     baseline = benchmark.baseline_params(committed, epochs=2)
     trained = train.Params(**baseline["train"])
