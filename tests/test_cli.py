@@ -64,6 +64,34 @@ def test_stdin(capsys, model, monkeypatch):
     assert code == 0 and [r["text"] for r in json.loads(out)] == ["Great film", "Awful film"]
 
 
+def test_dash_argument_reads_stdin_in_place(capsys, model, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Great film\nAwful film\n"))
+    code, out, _ = run(capsys, "predict", "first", "-", "--model", model, "--format", "json")
+    assert code == 0 and [r["text"] for r in json.loads(out)] == [
+        "first",
+        "Great film",
+        "Awful film",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["predict", "x", "--batch-size", "0"], "--batch-size: must be at least 1, got 0"),
+        (["predict", "x", "--batch-size", "two"], "--batch-size: invalid integer value: 'two'"),
+        (["serve", "--port", "99999"], "--port: must be between 0 and 65535, got 99999"),
+        (["serve", "--max-text-chars", "0"], "--max-text-chars: must be at least 1, got 0"),
+        (["serve", "--max-batch", "-1"], "--max-batch: must be at least 1, got -1"),
+        (["serve", "--max-body-bytes", "0"], "--max-body-bytes: must be at least 1, got 0"),
+        (["serve", "--batch-wait-ms", "-2"], "--batch-wait-ms: must be 0 or more, got -2"),
+    ],
+)
+def test_bad_numeric_options_are_rejected_by_name(capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(arguments)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
 def test_progress_on_long_input(capsys, model, monkeypatch, tmp_path):
     monkeypatch.setattr(cli, "PROGRESS_THRESHOLD", 3)
     (tmp_path / "many.txt").write_text("good film\n" * 5)

@@ -8,7 +8,7 @@ import io
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from imdb_sentiment.predict import DEFAULT_MODEL, ModelError, Prediction
@@ -86,13 +86,13 @@ def format_predictions(predictions: Sequence[Prediction], style: str) -> str:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    reviews = list(args.texts)
+    reviews = []
+    for text in args.texts:  # a lone "-" means stdin, as for --file
+        reviews += read_reviews("-") if text == "-" else [text]
     if args.file:
         reviews += read_reviews(args.file, args.column)
     if not reviews:
-        raise InputError(
-            "no reviews given: pass text arguments, --file PATH, or --file - for stdin"
-        )
+        raise InputError("no reviews given: pass text arguments, --file PATH, or - for stdin")
     from imdb_sentiment.predict import Predictor  # TensorFlow loads only when needed
 
     predictor = Predictor.load(args.model, args.batch_size)
@@ -132,6 +132,27 @@ def serve_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _int_between(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse type: an integer in [low, high], named in the error if it is not."""
+
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return number
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid integer value: 'x'"
+    return parse
+
+
+def _non_negative(value: str) -> float:
+    number = float(value)
+    if not number >= 0.0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
 def _threshold(value: str) -> float:
     number = float(value)
     if not 0.0 < number < 1.0:
@@ -147,22 +168,22 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--threshold", type=_threshold, default=0.5, help="P(positive) cut-off")
 
     predict = commands.add_parser("predict", parents=[common], help="classify reviews")
-    predict.add_argument("texts", nargs="*", help="review texts")
+    predict.add_argument("texts", nargs="*", help="review texts; - reads stdin, one per line")
     predict.add_argument("--file", help="a .txt, .csv or .jsonl file of reviews, or - for stdin")
     predict.add_argument("--column", default="text", help="text column/key in .csv/.jsonl")
     predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
-    predict.add_argument("--batch-size", type=int, default=256)
+    predict.add_argument("--batch-size", type=_int_between(1), default=256)
     predict.set_defaults(handler=predict_command)
 
     serve = commands.add_parser("serve", parents=[common], help="REST API and web UI")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--max-text-chars", type=int, default=20_000)
-    serve.add_argument("--max-batch", type=int, default=256)
-    serve.add_argument("--max-body-bytes", type=int, default=2_000_000)
+    serve.add_argument("--port", type=_int_between(0, 65535), default=8000, help="0: any free port")
+    serve.add_argument("--max-text-chars", type=_int_between(1), default=20_000)
+    serve.add_argument("--max-batch", type=_int_between(1), default=256)
+    serve.add_argument("--max-body-bytes", type=_int_between(1), default=2_000_000)
     serve.add_argument(
         "--batch-wait-ms",
-        type=float,
+        type=_non_negative,
         default=2.0,
         help="how long a micro-batch waits for concurrent requests to join it",
     )
