@@ -1,4 +1,5 @@
 import asyncio
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -167,6 +168,28 @@ def test_not_ready_until_the_model_is_loaded(pipeline_run, monkeypatch):
         release.set()
         wait_ready(client)
         assert client.post("/predict", json={"text": "hi"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("threshold", 1.5),
+        ("threshold", -0.1),
+        ("max_text_chars", 0),
+        ("max_batch", 0),
+        ("max_body_bytes", -1),
+        ("batch_wait_ms", -1.0),
+        ("warm_up_batch_sizes", (1, 0)),
+    ],
+)
+def test_settings_reject_out_of_range_values_by_name(field, value):
+    with pytest.raises(ValueError, match=rf"^{field} must .*got {re.escape(str(value))}$"):
+        serve.ServerSettings(**{field: value})
+
+
+def test_settings_accept_the_edges():
+    settings = serve.ServerSettings(threshold=0.0, max_batch=1, batch_wait_ms=0.0)
+    assert (settings.threshold, settings.max_batch, settings.batch_wait_ms) == (0.0, 1, 0.0)
 
 
 def test_missing_model_is_reported_not_crashed(tmp_path):

@@ -35,6 +35,20 @@ class ServerSettings:
     # through XLA, which compiles a program per padded size: every one up to XLA_SPLIT_ROWS)
     warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
 
+    def __post_init__(self) -> None:
+        # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        for name in ("max_text_chars", "max_batch", "max_body_bytes"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.batch_wait_ms < 0:
+            raise ValueError(f"batch_wait_ms must be at least 0, got {self.batch_wait_ms}")
+        if any(size < 1 for size in self.warm_up_batch_sizes):
+            raise ValueError(
+                f"warm_up_batch_sizes must all be at least 1, got {self.warm_up_batch_sizes}"
+            )
+
 
 class PredictionOut(BaseModel):
     label: str
