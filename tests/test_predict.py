@@ -63,6 +63,17 @@ def test_truncated_words_have_no_influence(predictor):
     assert len(words) == max_length + 5 and all(score == 0 for _, score in words[:5])
 
 
+def test_batch_size_below_one_is_rejected_before_loading(tmp_path):
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        Predictor.load(tmp_path / "never-read.keras", batch_size=0)
+
+
+@pytest.mark.parametrize("threshold", [-0.01, 1.5])
+def test_threshold_outside_zero_one_is_rejected(predictor, threshold):
+    with pytest.raises(ValueError, match=f"threshold must be between 0 and 1, got {threshold}"):
+        predictor.predict(["fine"], threshold)
+
+
 def test_missing_model_says_run_dvc_repro(tmp_path):
     with pytest.raises(ModelError, match=r"model not found: .*absent.keras; run `dvc repro` first"):
         Predictor.load(tmp_path / "absent.keras")

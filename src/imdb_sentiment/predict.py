@@ -46,6 +46,7 @@ class Predictor:
     """A loaded end-to-end model with batched, thread-safe prediction."""
 
     def __init__(self, end_to_end: keras.Model, batch_size: int = 256) -> None:
+        _check_batch_size(batch_size)
         encoders = [layer for layer in end_to_end.layers if isinstance(layer, text.TextEncoder)]
         classifiers = [layer for layer in end_to_end.layers if isinstance(layer, keras.Model)]
         if len(encoders) != 1 or len(classifiers) != 1:
@@ -60,6 +61,7 @@ class Predictor:
     @classmethod
     def load(cls, path: Path = DEFAULT_MODEL, batch_size: int = 256) -> Predictor:
         """Verify the artifact, then load it in Keras safe mode."""
+        _check_batch_size(batch_size)  # before the slow load, and outside its error wrapping
         verify_artifact(path)
         try:
             return cls(load_model(path), batch_size)
@@ -83,6 +85,8 @@ class Predictor:
 
     def predict(self, reviews: Sequence[str], threshold: float = 0.5) -> list[Prediction]:
         """Label, P(positive) and confidence (probability of the chosen label) per review."""
+        if not 0.0 <= threshold <= 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
         return [
             _prediction(review, float(p), threshold)
             for review, p in zip(reviews, self.probabilities(reviews), strict=True)
@@ -108,6 +112,11 @@ class Predictor:
         for offset in range(kept):
             influence[first_kept + offset] = float(scores[0] - scores[offset + 1])
         return list(zip(words, influence, strict=True))
+
+
+def _check_batch_size(batch_size: int) -> None:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
 
 
 def _prediction(review: str, probability: float, threshold: float) -> Prediction:
