@@ -68,7 +68,7 @@ def test_batch_size_below_one_is_rejected_before_loading(tmp_path):
         Predictor.load(tmp_path / "never-read.keras", batch_size=0)
 
 
-@pytest.mark.parametrize("threshold", [-0.01, 1.5])
+@pytest.mark.parametrize("threshold", [0.0, 1.0, 1.5])
 def test_threshold_outside_zero_one_is_rejected(predictor, threshold):
     with pytest.raises(ValueError, match=f"threshold must be between 0 and 1, got {threshold}"):
         predictor.predict(["fine"], threshold)

@@ -173,8 +173,8 @@ def test_not_ready_until_the_model_is_loaded(pipeline_run, monkeypatch):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("threshold", 1.5),
-        ("threshold", -0.1),
+        ("threshold", 1.0),
+        ("threshold", 0.0),
         ("max_text_chars", 0),
         ("max_batch", 0),
         ("max_body_bytes", -1),
@@ -188,8 +188,8 @@ def test_settings_reject_out_of_range_values_by_name(field, value):
 
 
 def test_settings_accept_the_edges():
-    settings = serve.ServerSettings(threshold=0.0, max_batch=1, batch_wait_ms=0.0)
-    assert (settings.threshold, settings.max_batch, settings.batch_wait_ms) == (0.0, 1, 0.0)
+    settings = serve.ServerSettings(threshold=0.001, max_batch=1, batch_wait_ms=0.0)
+    assert (settings.threshold, settings.max_batch, settings.batch_wait_ms) == (0.001, 1, 0.0)
 
 
 def test_missing_model_is_reported_not_crashed(tmp_path):

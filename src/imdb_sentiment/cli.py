@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imdb_sentiment.predict import DEFAULT_MODEL, ModelError, Prediction
+from imdb_sentiment.predict import DEFAULT_MODEL, ModelError, Prediction, check_threshold
 
 PROGRESS_THRESHOLD = 2048  # reviews; below this a progress bar is noise
 
@@ -155,8 +155,10 @@ def _non_negative(value: str) -> float:
 
 def _threshold(value: str) -> float:
     number = float(value)
-    if not 0.0 < number < 1.0:
-        raise argparse.ArgumentTypeError(f"threshold must be between 0 and 1, got {value}")
+    try:
+        check_threshold(number)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
     return number
 
 

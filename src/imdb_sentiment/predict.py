@@ -85,8 +85,7 @@ class Predictor:
 
     def predict(self, reviews: Sequence[str], threshold: float = 0.5) -> list[Prediction]:
         """Label, P(positive) and confidence (probability of the chosen label) per review."""
-        if not 0.0 <= threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        check_threshold(threshold)
         return [
             _prediction(review, float(p), threshold)
             for review, p in zip(reviews, self.probabilities(reviews), strict=True)
@@ -112,6 +111,12 @@ class Predictor:
         for offset in range(kept):
             influence[first_kept + offset] = float(scores[0] - scores[offset + 1])
         return list(zip(words, influence, strict=True))
+
+
+def check_threshold(threshold: float) -> None:
+    """The cut-off must leave both labels possible: strictly between 0 and 1."""
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
 
 
 def _check_batch_size(batch_size: int) -> None:

@@ -19,7 +19,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
-from imdb_sentiment.predict import DEFAULT_MODEL, Prediction, Predictor, model_card
+from imdb_sentiment.predict import (
+    DEFAULT_MODEL,
+    Prediction,
+    Predictor,
+    check_threshold,
+    model_card,
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +43,7 @@ class ServerSettings:
 
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be between 0 and 1, got {self.threshold}")
+        check_threshold(self.threshold)
         for name in ("max_text_chars", "max_batch", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
