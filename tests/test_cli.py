@@ -1,3 +1,4 @@
+import io
 import json
 import shutil
 import subprocess
@@ -59,13 +60,13 @@ def test_batch_files(capsys, model, tmp_path, name, content):
 
 
 def test_stdin(capsys, model, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Great film\nAwful film\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Great film\nAwful film\n"))
     code, out, _ = run(capsys, "predict", "--file", "-", "--model", model, "--format", "json")
     assert code == 0 and [r["text"] for r in json.loads(out)] == ["Great film", "Awful film"]
 
 
 def test_dash_argument_reads_stdin_in_place(capsys, model, monkeypatch):
-    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("Great film\nAwful film\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Great film\nAwful film\n"))
     code, out, _ = run(capsys, "predict", "first", "-", "--model", model, "--format", "json")
     assert code == 0 and [r["text"] for r in json.loads(out)] == [
         "first",
