@@ -43,6 +43,7 @@ BASELINE = {
         "batch_size": 32,
         "bucket_by_length": False,
         "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
+        "pair_vocab_size": 0,  # words only
         "dropout": 0.0,
         "embedding_dropout": 0.0,
         "ema_momentum": 0.0,

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import dataset, evaluation, plotting, text
+from imdb_sentiment import dataset, evaluation, plotting, text, word_pairs
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import (
@@ -30,10 +30,11 @@ from imdb_sentiment.model import (
     average_members,
     build_classifier,
     build_end_to_end,
+    build_two_view,
     compile_classifier,
     training_callbacks,
 )
-from imdb_sentiment.params import run_stage
+from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError, run_stage
 
 PREPARED_DIR = Path("data/prepared")
 MODELS_DIR = Path("models")
@@ -58,6 +59,7 @@ class Params:
     dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
     embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
     pooling: Literal["last", "max", "mean_max"]
+    pair_vocab_size: int = field(metadata={"min": 0})
     learning_rate: float = field(metadata={"gt": 0.0})
     clipnorm: float = field(metadata={"gt": 0.0})
     ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
@@ -84,8 +86,9 @@ def run(
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     started = time.perf_counter()
+    pairs = _vocabularies(params, x_train, encoder.vocab_size)
     members = [
-        _train_member(params, number, encoder.vocab_size, (x_train, y_train), (x_val, y_val))
+        _train_member(params, number, pairs, (x_train, y_train), (x_val, y_val))
         for number in range(1, params.ensemble_size + 1)
     ]
     classifier = average_members([member.model for member in members])
@@ -95,9 +98,7 @@ def run(
         teacher = scorer(classifier, x_train.shape[1])
         targets = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
         student = params.ensemble_size + 1
-        members.append(
-            _train_member(params, student, encoder.vocab_size, (x_train, targets), (x_val, y_val))
-        )
+        members.append(_train_member(params, student, pairs, (x_train, targets), (x_val, y_val)))
         classifier = members[-1].model
     seconds = time.perf_counter() - started
     # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
@@ -118,6 +119,44 @@ def run(
     write_json(metrics_file, _summary(members, validation, seconds, len(y_train)))
 
 
+@dataclass(frozen=True)
+class Vocabularies:
+    """What the classifiers embed: word ids, and the kept word pairs (None: words only)."""
+
+    words: int
+    pairs: np.ndarray | None
+
+
+def _vocabularies(params: Params, x_train: np.ndarray, word_vocab_size: int) -> Vocabularies:
+    if params.pair_vocab_size == 0:
+        return Vocabularies(word_vocab_size, None)
+    if params.pair_vocab_size <= text.RESERVED_IDS:
+        raise ParamsError(
+            f"{DEFAULT_PARAMS_FILE}: train.pair_vocab_size = {params.pair_vocab_size} is out of "
+            f"range: 0 (words only) or more than {text.RESERVED_IDS} (padding, unknown, pairs)"
+        )
+    pairs = word_pairs.build_pair_vocabulary(x_train, word_vocab_size, params.pair_vocab_size)
+    print(f"Pair vocabulary: {len(pairs)} most frequent word pairs of the training reviews")
+    return Vocabularies(word_vocab_size, pairs)
+
+
+def _build(params: Params, vocabularies: Vocabularies, name: str) -> tuple[keras.Model, ...]:
+    """(model to save, model to fit): one and the same for a words-only classifier."""
+    branch = {
+        "embedding_dim": params.embedding_dim,
+        "lstm_units": params.lstm_units,
+        "lstm_layers": params.lstm_layers,
+        "bidirectional": params.bidirectional,
+        "dropout": params.dropout,
+        "pooling": params.pooling,
+        "embedding_dropout": params.embedding_dropout,
+    }
+    if vocabularies.pairs is None:
+        classifier = build_classifier(vocabularies.words, **branch, name=name)
+        return classifier, classifier
+    return build_two_view(vocabularies.words, vocabularies.pairs, name, **branch)
+
+
 @dataclass
 class TrainedMember:
     """One trained classifier of the ensemble, with its per-epoch history."""
@@ -132,7 +171,7 @@ class TrainedMember:
 def _train_member(
     params: Params,
     number: int,
-    vocab_size: int,
+    vocabularies: Vocabularies,
     train: tuple[np.ndarray, np.ndarray],
     validation: tuple[np.ndarray, np.ndarray],
 ) -> TrainedMember:
@@ -142,19 +181,11 @@ def _train_member(
     name = "student" if is_student else f"member_{number}"
     print(f"Training {name} (seed {seed})", flush=True)
     keras.utils.set_random_seed(seed)
-    classifier = build_classifier(
-        vocab_size,
-        params.embedding_dim,
-        params.lstm_units,
-        params.lstm_layers,
-        params.bidirectional,
-        params.dropout,
-        params.pooling,
-        params.embedding_dropout,
-        name="lstm_classifier" if params.ensemble_size == 1 or is_student else name,
+    classifier, trainer = _build(
+        params, vocabularies, "lstm_classifier" if params.ensemble_size == 1 or is_student else name
     )
     compile_classifier(
-        classifier, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
+        trainer, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
     )
     stopper = keras.callbacks.EarlyStopping(
         monitor=params.early_stopping_monitor,
@@ -163,7 +194,7 @@ def _train_member(
         restore_best_weights=True,
         verbose=1,
     )
-    history = classifier.fit(
+    history = trainer.fit(
         BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length).as_dataset(),
         validation_data=BucketedBatches(
             *validation, params.batch_size, None, params.bucket_by_length

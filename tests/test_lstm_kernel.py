@@ -3,7 +3,7 @@ import numba
 import numpy as np
 import pytest
 
-from imdb_sentiment import lstm_kernel, model
+from imdb_sentiment import lstm_kernel, model, word_pairs
 
 VOCAB = 50
 
@@ -70,6 +70,35 @@ def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
     for number, member in enumerate(members, start=1):
         member.name = f"member_{number}"
     assert lstm_kernel.compile_lstm_scorer(model.average_members(members)) is None
+
+
+def random_two_view(seed: int = 0, bidirectional: bool = False) -> keras.Model:
+    pairs = word_pairs.build_pair_vocabulary(id_rows(), VOCAB, size=2 + 60)
+    branch = {"embedding_dim": 8, "lstm_units": 6, "lstm_layers": 1, "dropout": 0.2}
+    classifier, _ = model.build_two_view(
+        VOCAB, pairs, bidirectional=bidirectional, pooling="mean_max", **branch
+    )
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
+    classifier.set_weights(weights)
+    return classifier
+
+
+def test_kernel_runs_both_branches_of_a_two_view_classifier_and_of_its_ensembles() -> None:
+    two_views = [random_two_view(seed) for seed in (0, 1)]
+    for number, member in enumerate(two_views, start=1):
+        member.name = f"member_{number}"
+    ids = id_rows()
+    for classifier in (two_views[0], model.average_members(two_views)):
+        expected = classifier(ids, training=False).numpy().reshape(-1)
+        score = lstm_kernel.compile_lstm_scorer(classifier)
+        assert np.allclose(score(ids), expected, atol=1e-5)  # branches side by side
+        copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # in turn, rows threaded
+        assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+def test_kernel_declines_a_two_view_classifier_with_branches_it_cannot_run() -> None:
+    assert lstm_kernel.compile_lstm_scorer(random_two_view(bidirectional=True)) is None
 
 
 @pytest.mark.parametrize(

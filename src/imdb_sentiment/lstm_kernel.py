@@ -18,6 +18,7 @@ layers) return ``None`` from :func:`compile_lstm_scorer` and are scored by Keras
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -25,8 +26,9 @@ import keras
 import numba
 import numpy as np
 
-from imdb_sentiment.model import MaskedPooling1D, ensemble_members
+from imdb_sentiment.model import MaskedPooling1D, ensemble_members, two_view_branches
 from imdb_sentiment.text import PAD_ID
+from imdb_sentiment.word_pairs import pair_ids
 
 _LAST, _MAX, _MEAN, _MEAN_MAX = range(4)  # pooling codes: numba takes ints, not strings
 POOLING_CODES = {"last": _LAST, "max": _MAX, "mean": _MEAN, "mean_max": _MEAN_MAX}
@@ -193,22 +195,20 @@ def _pooling_of(layers: list, return_sequences: bool) -> str | None:
 def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.ndarray] | None:
     """An ids -> P(positive) function running the kernel, or None if the model does not fit.
 
-    An ensemble (:func:`imdb_sentiment.model.average_members`) runs its members (side by side
-    on small batches, in turn on large ones) and averages their probabilities, as its Average
-    layer does.
+    An ensemble (:func:`imdb_sentiment.model.average_members`) runs its members and averages
+    their probabilities, as its Average layer does; a two-view member
+    (:func:`imdb_sentiment.model.build_two_view`) runs its words and pairs branches and
+    averages those. Branches run side by side on small batches, in turn on large ones.
     """
-    members = ensemble_members(classifier)
-    weights = [lstm_weights(member) for member in members or []]
-    if not weights or any(member is None for member in weights):
+    members = [_kernel_branches(member) for member in ensemble_members(classifier) or []]
+    if not members or any(branches is None for branches in members):
         return None
-    for member in weights:  # compile (or load from cache) now, not on a first request
+    branches = [branch for member in members for branch in member]
+    member_of_branch = np.repeat(np.arange(len(members)), [len(member) for member in members])
+    for _, weights in branches:  # compile (or load from cache) now, not on a first request
         for variant in (_features_serial, _features_parallel):
-            variant(
-                np.ones((1, 1), np.int32),
-                member["gate_table"],
-                member["recurrent"],
-                member["pooling"],
-            )
+            ones = np.ones((1, 1), np.int32)
+            variant(ones, weights["gate_table"], weights["recurrent"], weights["pooling"])
 
     def score(ids: np.ndarray) -> np.ndarray:
         # Row threads pay off on evaluation-sized batches; a serving-sized batch of one model
@@ -217,14 +217,35 @@ def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.nd
         features = _features_serial if small else _features_parallel
         ids = np.ascontiguousarray(ids, np.int32)
 
-        def member_probability(member: dict) -> np.ndarray:
-            return _member_probability(features, ids, member)
+        def branch_probability(branch: tuple) -> np.ndarray:
+            to_branch_ids, weights = branch
+            branch_ids = ids if to_branch_ids is None else to_branch_ids(ids)
+            return _member_probability(features, branch_ids, weights)
 
-        run_all = _MEMBER_THREADS.map if small and len(weights) > 1 else map
-        probabilities = list(run_all(member_probability, weights))
-        return np.mean(probabilities, axis=0).astype(np.float32)
+        run_all = _MEMBER_THREADS.map if small and len(branches) > 1 else map
+        probabilities = np.array(list(run_all(branch_probability, branches)))
+        per_member = [probabilities[member_of_branch == m].mean(0) for m in range(len(members))]
+        return np.mean(per_member, axis=0).astype(np.float32)
 
     return score
+
+
+def _kernel_branches(member: keras.Model) -> list[tuple[Callable | None, dict]] | None:
+    """(ids transform or None, kernel weights) for each LSTM branch of one member, or None."""
+    weights = lstm_weights(member)
+    if weights is not None:
+        return [(None, weights)]
+    parts = two_view_branches(member)
+    if parts is None:
+        return None
+    words_branch, pairs, pairs_branch = parts
+    words_weights, pairs_weights = lstm_weights(words_branch), lstm_weights(pairs_branch)
+    if words_weights is None or pairs_weights is None:
+        return None
+    to_pairs = functools.partial(
+        pair_ids, vocabulary=pairs.vocabulary, word_vocab_size=pairs.word_vocab_size
+    )
+    return [(None, words_weights), (to_pairs, pairs_weights)]
 
 
 def _member_probability(features: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_sentiment.text import PAD_ID, TextEncoder
+from imdb_sentiment.word_pairs import WordPairs
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")
@@ -93,6 +94,49 @@ def build_classifier(
     return keras.Model(ids, probability, name=name)
 
 
+def build_two_view(
+    vocab_size: int, pair_vocabulary: np.ndarray, name: str = "lstm_classifier", **branch: object
+) -> tuple[keras.Model, keras.Model]:
+    """Two classifiers in one network: one reads the words, one the word pairs
+    (:mod:`imdb_sentiment.word_pairs`); the output is the average of their P(positive).
+
+    ``branch``: :func:`build_classifier`'s arguments, for both. Returns ``(model, trainer)``,
+    sharing their layers: the model maps ids to the average; the trainer outputs
+    ``[average, words, pairs]`` for :func:`compile_classifier`, which sums the three losses so
+    that each branch learns to classify on its own, not only to patch the other's mistakes.
+    """
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    pairs = WordPairs(pair_vocabulary, vocab_size, name="word_pairs")
+    words_branch = build_classifier(vocab_size, **branch, name="words")
+    pairs_branch = build_classifier(pairs.vocab_size, **branch, name="pairs")
+    heads = [words_branch(ids), pairs_branch(pairs(ids))]
+    average = keras.layers.Average(name="positive")(heads)
+    trainer_output = keras.layers.Concatenate(name="heads")([average, *heads])
+    return keras.Model(ids, average, name=name), keras.Model(ids, trainer_output, name=name)
+
+
+def two_view_branches(classifier: keras.Model) -> tuple[keras.Model, WordPairs, keras.Model] | None:
+    """(words branch, pair layer, pairs branch) of a model made by :func:`build_two_view`,
+    or None for any other model."""
+    layers = classifier.layers
+    pairs = [layer for layer in layers if isinstance(layer, WordPairs)]
+    nested = [layer for layer in layers if isinstance(layer, keras.Model)]
+    if len(layers) != 5 or len(pairs) != 1 or len(nested) != 2:
+        return None
+    if not isinstance(layers[-1], keras.layers.Average):
+        return None
+    words_branch, pairs_branch = sorted(nested, key=lambda model: _fed_by(model) is pairs[0])
+    if _fed_by(words_branch) is not layers[0] or _fed_by(pairs_branch) is not pairs[0]:
+        return None
+    return words_branch, pairs[0], pairs_branch
+
+
+def _fed_by(layer: keras.layers.Layer) -> keras.layers.Layer | None:
+    """The layer whose output ``layer`` was called on, in its (only) functional call."""
+    parents = layer._inbound_nodes[0].parent_nodes if len(layer._inbound_nodes) == 1 else []
+    return parents[0].operation if len(parents) == 1 else None
+
+
 def average_members(members: list[keras.Model]) -> keras.Model:
     """One id-sequence model whose output is the mean of the members' P(positive).
 
@@ -108,9 +152,9 @@ def average_members(members: list[keras.Model]) -> keras.Model:
 
 def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
     """The members of a model made by :func:`average_members` ([classifier] for a single
-    classifier), or None if the model nests other models in some other way."""
+    classifier, two-view or not), or None if the model nests other models in some other way."""
     nested = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
-    if not nested:
+    if not nested or two_view_branches(classifier) is not None:
         return [classifier]
     averaged = isinstance(classifier.layers[-1], keras.layers.Average)
     inputs = [layer for layer in classifier.layers if isinstance(layer, keras.layers.InputLayer)]
@@ -139,6 +183,9 @@ def compile_classifier(
 ) -> None:
     """Adam with gradient-norm clipping, binary cross-entropy, accuracy.
 
+    A model with several output columns (the trainer of :func:`build_two_view`) is trained
+    on the sum of every column's cross-entropy, and its accuracy is that of column 0.
+
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak
     averaging); pair it with :func:`training_callbacks` so validation and the saved model
     use the averaged weights. ``soft_targets``: the training targets are probabilities, so
@@ -146,10 +193,33 @@ def compile_classifier(
     """
     averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm, **averaging)
-    accuracy = (
-        keras.metrics.MeanMetricWrapper(agreement, name="accuracy") if soft_targets else "accuracy"
-    )
-    model.compile(optimizer=optimizer, loss="binary_crossentropy", metrics=[accuracy])
+    if model.outputs[0].shape[-1] > 1:
+        loss, accuracy = (
+            summed_column_loss,
+            keras.metrics.MeanMetricWrapper(first_column_agreement, name="accuracy"),
+        )
+    else:
+        loss, accuracy = (
+            "binary_crossentropy",
+            (
+                keras.metrics.MeanMetricWrapper(agreement, name="accuracy")
+                if soft_targets
+                else "accuracy"
+            ),
+        )
+    model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
+
+
+def summed_column_loss(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """Binary cross-entropy of each output column against the same targets, summed."""
+    columns = range(y_pred.shape[-1])
+    y_true = keras.ops.reshape(y_true, (-1, 1))
+    return sum(keras.losses.binary_crossentropy(y_true, y_pred[:, i : i + 1]) for i in columns)
+
+
+def first_column_agreement(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
+    """:func:`agreement` of the first output column (the averaged output) only."""
+    return agreement(y_true, y_pred[:, :1])
 
 
 def training_callbacks(

@@ -2,10 +2,12 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 
-from imdb_sentiment import dataset, model
+from imdb_sentiment import dataset, model, text, word_pairs
 from imdb_sentiment.model import load_model
+from imdb_sentiment.params import ParamsError
 from stages import train
 
 
@@ -79,8 +81,8 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
     targets_seen = {}
     train_member = train._train_member
 
-    def recording(params, number, vocab_size, data, validation):
-        member = train_member(params, number, vocab_size, data, validation)
+    def recording(params, number, vocabularies, data, validation):
+        member = train_member(params, number, vocabularies, data, validation)
         targets_seen[member.name] = data[1]
         return member
 
@@ -119,3 +121,26 @@ def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
         train.run(params, prepared, out / "models", out / "train.json", out / "plots")
         predictions.append(load_model(out / "models/classifier.keras")(x).numpy())
     assert np.array_equal(predictions[0], predictions[1])
+
+
+def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_run, tmp_path):
+    values = train_params(pipeline_run)
+    assert values["pair_vocab_size"] > 0  # the default: the tiny run trained a two-view model
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    saved = load_model(pipeline_run / "models/classifier.keras")
+    saved_pairs = model.two_view_branches(saved)[1]
+    kept = word_pairs.build_pair_vocabulary(x, words, values["pair_vocab_size"])
+    assert np.array_equal(saved_pairs.vocabulary, kept) and len(kept) > 10
+
+    train_one_epoch(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0)
+    words_only = load_model(tmp_path / "models/classifier.keras")
+    assert model.two_view_branches(words_only) is None
+    assert not any(isinstance(layer, word_pairs.WordPairs) for layer in words_only.layers)
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_pair_vocab_size_too_small_for_one_pair_is_refused(pipeline_run, tmp_path, size):
+    with pytest.raises(ParamsError, match=f"train.pair_vocab_size = {size} is out of range"):
+        train_one_epoch(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=size)
+    assert not (tmp_path / "models").exists()
