@@ -86,9 +86,9 @@ def run(
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     started = time.perf_counter()
-    pairs = _vocabularies(params, x_train, encoder.vocab_size)
+    vocabularies = _vocabularies(params, x_train, encoder.vocab_size)
     members = [
-        _train_member(params, number, pairs, (x_train, y_train), (x_val, y_val))
+        _train_member(params, number, vocabularies, (x_train, y_train), (x_val, y_val))
         for number in range(1, params.ensemble_size + 1)
     ]
     classifier = average_members([member.model for member in members])
@@ -98,7 +98,8 @@ def run(
         teacher = scorer(classifier, x_train.shape[1])
         targets = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
         student = params.ensemble_size + 1
-        members.append(_train_member(params, student, pairs, (x_train, targets), (x_val, y_val)))
+        training = (x_train, targets)
+        members.append(_train_member(params, student, vocabularies, training, (x_val, y_val)))
         classifier = members[-1].model
     seconds = time.perf_counter() - started
     # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures

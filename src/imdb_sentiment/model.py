@@ -194,19 +194,12 @@ def compile_classifier(
     averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate, clipnorm=clipnorm, **averaging)
     if model.outputs[0].shape[-1] > 1:
-        loss, accuracy = (
-            summed_column_loss,
-            keras.metrics.MeanMetricWrapper(first_column_agreement, name="accuracy"),
-        )
+        loss, same_side = summed_column_loss, first_column_agreement
     else:
-        loss, accuracy = (
-            "binary_crossentropy",
-            (
-                keras.metrics.MeanMetricWrapper(agreement, name="accuracy")
-                if soft_targets
-                else "accuracy"
-            ),
-        )
+        loss, same_side = "binary_crossentropy", agreement if soft_targets else None
+    accuracy = "accuracy"  # Keras' own, for 0/1 labels and one output
+    if same_side is not None:
+        accuracy = keras.metrics.MeanMetricWrapper(same_side, name="accuracy")
     model.compile(optimizer=optimizer, loss=loss, metrics=[accuracy])
 
 
