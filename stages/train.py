@@ -81,6 +81,7 @@ def run(
     metrics_file: Path = METRICS_FILE,
     plots_dir: Path = PLOTS_DIR,
 ) -> None:
+    _check_pair_vocab_size(params.pair_vocab_size)
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
@@ -128,14 +129,18 @@ class Vocabularies:
     pairs: np.ndarray | None
 
 
+def _check_pair_vocab_size(size: int) -> None:
+    # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
+    if 0 < size <= text.RESERVED_IDS:
+        raise ParamsError(
+            f"{DEFAULT_PARAMS_FILE}: train.pair_vocab_size = {size} is out of range: "
+            f"0 (words only) or more than {text.RESERVED_IDS} (padding, unknown, pairs)"
+        )
+
+
 def _vocabularies(params: Params, x_train: np.ndarray, word_vocab_size: int) -> Vocabularies:
     if params.pair_vocab_size == 0:
         return Vocabularies(word_vocab_size, None)
-    if params.pair_vocab_size <= text.RESERVED_IDS:
-        raise ParamsError(
-            f"{DEFAULT_PARAMS_FILE}: train.pair_vocab_size = {params.pair_vocab_size} is out of "
-            f"range: 0 (words only) or more than {text.RESERVED_IDS} (padding, unknown, pairs)"
-        )
     pairs = word_pairs.build_pair_vocabulary(x_train, word_vocab_size, params.pair_vocab_size)
     print(f"Pair vocabulary: {len(pairs)} most frequent word pairs of the training reviews")
     return Vocabularies(word_vocab_size, pairs)

@@ -144,3 +144,9 @@ def test_pair_vocab_size_too_small_for_one_pair_is_refused(pipeline_run, tmp_pat
     with pytest.raises(ParamsError, match=f"train.pair_vocab_size = {size} is out of range"):
         train_one_epoch(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=size)
     assert not (tmp_path / "models").exists()
+
+
+def test_pair_vocab_size_is_checked_before_any_data_is_read(pipeline_run, tmp_path):
+    values = {**train_params(pipeline_run), "pair_vocab_size": 2}
+    with pytest.raises(ParamsError, match="train.pair_vocab_size = 2"):  # not FileNotFoundError
+        train.run(train.Params(**values), tmp_path / "absent", tmp_path / "models")
