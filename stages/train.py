@@ -3,7 +3,8 @@
 With ``ensemble_size`` > 1, trains that many classifiers from consecutive seeds and saves
 their average. With ``distill``, those classifiers are teachers: one more classifier (the
 student) learns their averaged probabilities for the training reviews, and the student is
-saved, at one classifier's serving cost. Saves models/classifier.keras (int ids in) and
+saved, at one classifier's serving cost; teachers train for at most
+``teacher_max_epochs``. Saves models/classifier.keras (int ids in) and
 models/end_to_end.keras (raw strings in), each member's per-epoch history to
 plots/train/history/, and metrics/train.json (validation figures of the saved model, and of
 each member's best epoch).
@@ -65,6 +66,7 @@ class Params:
     ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
     batch_size: int = field(metadata={"min": 1})
     max_epochs: int = field(metadata={"min": 1})
+    teacher_max_epochs: int = field(metadata={"min": 1})
     bucket_by_length: bool
     early_stopping_monitor: Literal["val_loss", "val_accuracy"]
     early_stopping_patience: int = field(metadata={"min": 0})
@@ -205,7 +207,7 @@ def _train_member(
         validation_data=BucketedBatches(
             *validation, params.batch_size, None, params.bucket_by_length
         ).as_dataset(),
-        epochs=params.max_epochs,
+        epochs=_epoch_limit(params, is_student),
         callbacks=training_callbacks(stopper, params.ema_momentum),
         shuffle=False,  # BucketedBatches already shuffles, seeded
         verbose=2,
@@ -213,6 +215,13 @@ def _train_member(
     epochs = pd.DataFrame(history.history)
     epochs.insert(0, "epoch", np.arange(1, len(epochs) + 1))
     return TrainedMember(name, seed, classifier, epochs, stopper.best_epoch + 1)
+
+
+def _epoch_limit(params: Params, is_student: bool) -> int:
+    if params.distill and not is_student:
+        # Teachers are never saved: an epoch past their usual best only confirms that it was.
+        return min(params.max_epochs, params.teacher_max_epochs)
+    return params.max_epochs
 
 
 def _summary(members: list[TrainedMember], validation: dict, seconds: float, reviews: int) -> dict:

@@ -15,12 +15,15 @@ def train_params(pipeline_run) -> dict:
     return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
-def train_one_epoch(
+def train_briefly(
     pipeline_run, out, ensemble_size: int, distill: bool = False, **overrides
 ) -> None:
-    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/)."""
+    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/).
+
+    One epoch unless ``overrides`` says otherwise.
+    """
     values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
-    values.update(max_epochs=1, **overrides)
+    values.update({"max_epochs": 1, **overrides})
     prepared = pipeline_run / "data/prepared"
     train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
 
@@ -51,7 +54,7 @@ def test_saves_models_history_and_metrics(pipeline_run):
 
 
 def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
-    train_one_epoch(pipeline_run, tmp_path, ensemble_size=2)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2)
     summary = json.loads((tmp_path / "t.json").read_text())
     classifier = load_model(tmp_path / "models/classifier.keras")
     members = model.ensemble_members(classifier)
@@ -66,7 +69,7 @@ def test_saved_model_averages_different_members_and_reports_its_validation(pipel
 
 
 def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
-    train_one_epoch(pipeline_run, tmp_path, ensemble_size=1)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1)
     classifier = load_model(tmp_path / "models/classifier.keras")
     assert classifier.name == "lstm_classifier"
     assert model.ensemble_members(classifier) == [classifier]
@@ -87,7 +90,7 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
         return member
 
     monkeypatch.setattr(train, "_train_member", recording)
-    train_one_epoch(pipeline_run, tmp_path, ensemble_size=2, distill=True)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True)
 
     summary = json.loads((tmp_path / "t.json").read_text())
     assert list(summary["members"]) == ["member_1", "member_2", "student"]
@@ -102,12 +105,33 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
     assert soft.shape == y.shape and not np.isin(soft, (0.0, 1.0)).all()
     # The teachers, retrained the same way, give back the student's targets.
     teachers = tmp_path / "teachers"
-    train_one_epoch(pipeline_run, teachers, ensemble_size=2)
+    train_briefly(pipeline_run, teachers, ensemble_size=2)
     ensemble = load_model(teachers / "models/classifier.keras")
     assert np.allclose(soft, ensemble(x).numpy().reshape(-1), atol=1e-5)
     # "accuracy" against soft targets is agreement with the teachers, not a 0/1 comparison.
     student_history = pd.read_csv(tmp_path / "plots/history/student.csv")
     assert student_history.accuracy.iloc[0] > 0.3
+
+
+@pytest.mark.parametrize(
+    ("distill", "expected_epochs"),
+    [(True, {"member_1": 1, "member_2": 1, "student": 3}), (False, {"member_1": 3, "member_2": 3})],
+)
+def test_teacher_max_epochs_bounds_only_the_teachers_of_a_student(
+    pipeline_run, tmp_path, distill, expected_epochs
+):
+    # Patience above max_epochs: every classifier runs to its limit, whatever its losses.
+    train_briefly(
+        pipeline_run,
+        tmp_path,
+        ensemble_size=2,
+        distill=distill,
+        max_epochs=3,
+        teacher_max_epochs=1,
+        early_stopping_patience=5,
+    )
+    members = json.loads((tmp_path / "t.json").read_text())["members"]
+    assert {name: member["epochs_run"] for name, member in members.items()} == expected_epochs
 
 
 def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
@@ -133,7 +157,7 @@ def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_
     kept = word_pairs.build_pair_vocabulary(x, words, values["pair_vocab_size"])
     assert np.array_equal(saved_pairs.vocabulary, kept) and len(kept) > 10
 
-    train_one_epoch(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0)
     words_only = load_model(tmp_path / "models/classifier.keras")
     assert model.two_view_branches(words_only) is None
     assert not any(isinstance(layer, word_pairs.WordPairs) for layer in words_only.layers)
@@ -142,7 +166,7 @@ def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_
 @pytest.mark.parametrize("size", [1, 2])
 def test_pair_vocab_size_too_small_for_one_pair_is_refused(pipeline_run, tmp_path, size):
     with pytest.raises(ParamsError, match=f"train.pair_vocab_size = {size} is out of range"):
-        train_one_epoch(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=size)
+        train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=size)
     assert not (tmp_path / "models").exists()
 
 
