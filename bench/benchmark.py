@@ -41,6 +41,9 @@ BASELINE = {
         "lstm_layers": 1,
         "bidirectional": False,
         "batch_size": 32,
+        # Pinned, not inherited: tuning the pipeline's optimiser must not move the reference.
+        "learning_rate": 0.002,
+        "clipnorm": 1.0,
         "bucket_by_length": False,
         "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
         "pair_vocab_size": 0,  # words only

@@ -121,3 +121,12 @@ def test_baseline_trains_one_reference_style_model_on_the_labels():
     prepared = preprocess.Params(**baseline["preprocess"])
     assert (prepared.vocab_size, prepared.max_length, prepared.padding) == (10000, 500, "post")
     assert committed == yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+
+
+def test_baseline_does_not_follow_the_pipelines_optimiser_settings():
+    committed = yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+    retuned = benchmark.with_overrides(
+        committed, {"train": {"learning_rate": 0.01, "clipnorm": 5.0, "batch_size": 128}}
+    )
+    assert benchmark.baseline_params(retuned, 2) == benchmark.baseline_params(committed, 2)
+    assert benchmark.baseline_params(committed, 2)["train"]["learning_rate"] == 0.002
