@@ -17,7 +17,8 @@ from imdb_sentiment.fileio import atomic_file  # noqa: E402
 
 
 def _save(figure: plt.Figure, path: Path) -> None:
-    figure.tight_layout()
+    if figure.get_layout_engine() is None:
+        figure.tight_layout()
     with atomic_file(path) as scratch:
         figure.savefig(scratch, dpi=100)
     plt.close(figure)
@@ -25,7 +26,7 @@ def _save(figure: plt.Figure, path: Path) -> None:
 
 def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
     """Loss and accuracy per epoch, train against validation, for each ensemble member."""
-    figure, axes = plt.subplots(1, 2, figsize=(10, 4))
+    figure, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
     for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
         for name, history in histories.items():
             suffix = f" ({name})" if len(histories) > 1 else ""
@@ -40,7 +41,8 @@ def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
             )
         axis.set(xlabel="epoch", ylabel=metric, title=metric)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-        axis.legend()
+    # One legend beside both charts: inside them, two lines per member would hide the curves.
+    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")
     _save(figure, path)
 
 
