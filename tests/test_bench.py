@@ -110,8 +110,12 @@ def test_wrk_load_test_counts_rejected_requests_as_errors(live_server):
     assert result["requests"] > 0 and result["errors"] == result["requests"]
 
 
+def committed_params() -> dict:
+    return yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+
+
 def test_baseline_trains_one_reference_style_model_on_the_labels():
-    committed = yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+    committed = committed_params()
     baseline = benchmark.baseline_params(committed, epochs=2)
     trained = train.Params(**baseline["train"])
     assert (trained.ensemble_size, trained.distill, trained.max_epochs) == (1, False, 2)
@@ -120,11 +124,11 @@ def test_baseline_trains_one_reference_style_model_on_the_labels():
     assert trained.pooling == "last" and trained.batch_size == 32
     prepared = preprocess.Params(**baseline["preprocess"])
     assert (prepared.vocab_size, prepared.max_length, prepared.padding) == (10000, 500, "post")
-    assert committed == yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+    assert committed == committed_params()
 
 
 def test_baseline_does_not_follow_the_pipelines_optimiser_settings():
-    committed = yaml.safe_load((benchmark.REPO_ROOT / "params.yaml").read_text())
+    committed = committed_params()
     retuned = benchmark.with_overrides(
         committed, {"train": {"learning_rate": 0.01, "clipnorm": 5.0, "batch_size": 128}}
     )
