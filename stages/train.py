@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import dataset, evaluation, plotting, text, word_pairs
+from imdb_sentiment import dataset, evaluation, ngrams, plotting, text
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import (
@@ -31,7 +31,7 @@ from imdb_sentiment.model import (
     average_members,
     build_classifier,
     build_end_to_end,
-    build_two_view,
+    build_multi_view,
     compile_classifier,
     training_callbacks,
 )
@@ -61,6 +61,7 @@ class Params:
     embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
     pooling: Literal["last", "max", "mean_max"]
     pair_vocab_size: int = field(metadata={"min": 0})
+    triple_vocab_size: int = field(metadata={"min": 0})
     learning_rate: float = field(metadata={"gt": 0.0})
     clipnorm: float = field(metadata={"gt": 0.0})
     ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
@@ -83,7 +84,7 @@ def run(
     metrics_file: Path = METRICS_FILE,
     plots_dir: Path = PLOTS_DIR,
 ) -> None:
-    _check_pair_vocab_size(params.pair_vocab_size)
+    _check_ngram_vocab_sizes(params)
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
@@ -125,27 +126,35 @@ def run(
 
 @dataclass(frozen=True)
 class Vocabularies:
-    """What the classifiers embed: word ids, and the kept word pairs (None: words only)."""
+    """What the classifiers embed: word ids, and the kept n-grams by n (none: words only)."""
 
     words: int
-    pairs: np.ndarray | None
+    ngrams: dict[int, np.ndarray]
 
 
-def _check_pair_vocab_size(size: int) -> None:
+def _ngram_vocab_sizes(params: Params) -> dict[int, int]:
+    return {2: params.pair_vocab_size, 3: params.triple_vocab_size}
+
+
+def _check_ngram_vocab_sizes(params: Params) -> None:
     # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
-    if 0 < size <= text.RESERVED_IDS:
-        raise ParamsError(
-            f"{DEFAULT_PARAMS_FILE}: train.pair_vocab_size = {size} is out of range: "
-            f"0 (words only) or more than {text.RESERVED_IDS} (padding, unknown, pairs)"
-        )
+    for n, size in _ngram_vocab_sizes(params).items():
+        if 0 < size <= text.RESERVED_IDS:
+            key = f"{ngrams.NAMES[n][:-1]}_vocab_size"
+            raise ParamsError(
+                f"{DEFAULT_PARAMS_FILE}: train.{key} = {size} is out of range: 0 (no "
+                f"{ngrams.NAMES[n]} branch) or more than {text.RESERVED_IDS} (padding, unknown, "
+                f"{ngrams.NAMES[n]})"
+            )
 
 
 def _vocabularies(params: Params, x_train: np.ndarray, word_vocab_size: int) -> Vocabularies:
-    if params.pair_vocab_size == 0:
-        return Vocabularies(word_vocab_size, None)
-    pairs = word_pairs.build_pair_vocabulary(x_train, word_vocab_size, params.pair_vocab_size)
-    print(f"Pair vocabulary: {len(pairs)} most frequent word pairs of the training reviews")
-    return Vocabularies(word_vocab_size, pairs)
+    kept = {}
+    for n, size in _ngram_vocab_sizes(params).items():
+        if size:
+            kept[n] = ngrams.build_ngram_vocabulary(x_train, word_vocab_size, size, n)
+            print(f"Kept the {len(kept[n])} most frequent word {ngrams.NAMES[n]} in training")
+    return Vocabularies(word_vocab_size, kept)
 
 
 def _build(params: Params, vocabularies: Vocabularies, name: str) -> tuple[keras.Model, ...]:
@@ -159,10 +168,10 @@ def _build(params: Params, vocabularies: Vocabularies, name: str) -> tuple[keras
         "pooling": params.pooling,
         "embedding_dropout": params.embedding_dropout,
     }
-    if vocabularies.pairs is None:
+    if not vocabularies.ngrams:
         classifier = build_classifier(vocabularies.words, **branch, name=name)
         return classifier, classifier
-    return build_two_view(vocabularies.words, vocabularies.pairs, name, **branch)
+    return build_multi_view(vocabularies.words, vocabularies.ngrams, name, **branch)
 
 
 @dataclass

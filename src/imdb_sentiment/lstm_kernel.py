@@ -26,9 +26,9 @@ import keras
 import numba
 import numpy as np
 
-from imdb_sentiment.model import MaskedPooling1D, ensemble_members, two_view_branches
+from imdb_sentiment.model import MaskedPooling1D, ensemble_members, view_branches
+from imdb_sentiment.ngrams import ngram_ids
 from imdb_sentiment.text import PAD_ID
-from imdb_sentiment.word_pairs import pair_ids
 
 _LAST, _MAX, _MEAN, _MEAN_MAX = range(4)  # pooling codes: numba takes ints, not strings
 POOLING_CODES = {"last": _LAST, "max": _MAX, "mean": _MEAN, "mean_max": _MEAN_MAX}
@@ -196,8 +196,8 @@ def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.nd
     """An ids -> P(positive) function running the kernel, or None if the model does not fit.
 
     An ensemble (:func:`imdb_sentiment.model.average_members`) runs its members and averages
-    their probabilities, as its Average layer does; a two-view member
-    (:func:`imdb_sentiment.model.build_two_view`) runs its words and pairs branches and
+    their probabilities, as its Average layer does; a multi-view member
+    (:func:`imdb_sentiment.model.build_multi_view`) runs its words and n-gram branches and
     averages those. Branches run side by side on small batches, in turn on large ones.
     """
     members = [_kernel_branches(member) for member in ensemble_members(classifier) or []]
@@ -235,17 +235,23 @@ def _kernel_branches(member: keras.Model) -> list[tuple[Callable | None, dict]] 
     weights = lstm_weights(member)
     if weights is not None:
         return [(None, weights)]
-    parts = two_view_branches(member)
-    if parts is None:
+    views = view_branches(member)
+    if views is None:
         return None
-    words_branch, pairs, pairs_branch = parts
-    words_weights, pairs_weights = lstm_weights(words_branch), lstm_weights(pairs_branch)
-    if words_weights is None or pairs_weights is None:
-        return None
-    to_pairs = functools.partial(
-        pair_ids, vocabulary=pairs.vocabulary, word_vocab_size=pairs.word_vocab_size
-    )
-    return [(None, words_weights), (to_pairs, pairs_weights)]
+    branches = []
+    for ngrams, branch in views:
+        weights = lstm_weights(branch)
+        if weights is None:
+            return None
+        if ngrams is not None:
+            ngrams = functools.partial(
+                ngram_ids,
+                vocabulary=ngrams.vocabulary,
+                word_vocab_size=ngrams.word_vocab_size,
+                n=ngrams.n,
+            )
+        branches.append((ngrams, weights))
+    return branches
 
 
 def _member_probability(features: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:

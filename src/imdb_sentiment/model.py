@@ -10,8 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_sentiment.ngrams import NAMES, WordNgrams
 from imdb_sentiment.text import PAD_ID, TextEncoder
-from imdb_sentiment.word_pairs import WordPairs
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")
@@ -94,41 +94,50 @@ def build_classifier(
     return keras.Model(ids, probability, name=name)
 
 
-def build_two_view(
-    vocab_size: int, pair_vocabulary: np.ndarray, name: str = "lstm_classifier", **branch: object
+def build_multi_view(
+    vocab_size: int,
+    ngram_vocabularies: dict[int, np.ndarray],
+    name: str = "lstm_classifier",
+    **branch: object,
 ) -> tuple[keras.Model, keras.Model]:
-    """Two classifiers in one network: one reads the words, one the word pairs
-    (:mod:`imdb_sentiment.word_pairs`); the output is the average of their P(positive).
+    """Several classifiers in one network: one reads the words, one each the word n-grams
+    (:mod:`imdb_sentiment.ngrams`; ``ngram_vocabularies`` maps n to the kept n-grams); the
+    output is the average of their P(positive).
 
-    ``branch``: :func:`build_classifier`'s arguments, for both. Returns ``(model, trainer)``,
-    sharing their layers: the model maps ids to the average; the trainer outputs
-    ``[average, words, pairs]`` for :func:`compile_classifier`, which sums the three losses so
-    that each branch learns to classify on its own, not only to patch the other's mistakes.
+    ``branch``: :func:`build_classifier`'s arguments, for every branch. Returns
+    ``(model, trainer)``, sharing their layers: the model maps ids to the average; the trainer
+    outputs ``[average, words, n-grams...]`` for :func:`compile_classifier`, which sums the
+    losses so that each branch learns to classify on its own, not only to patch the others'
+    mistakes.
     """
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    pairs = WordPairs(pair_vocabulary, vocab_size, name="word_pairs")
-    words_branch = build_classifier(vocab_size, **branch, name="words")
-    pairs_branch = build_classifier(pairs.vocab_size, **branch, name="pairs")
-    heads = [words_branch(ids), pairs_branch(pairs(ids))]
+    heads = [build_classifier(vocab_size, **branch, name="words")(ids)]
+    for n, vocabulary in sorted(ngram_vocabularies.items()):
+        view = NAMES.get(n, f"{n}_grams")
+        ngrams = WordNgrams(vocabulary, vocab_size, n, name=f"word_{view}")
+        heads.append(build_classifier(ngrams.vocab_size, **branch, name=view)(ngrams(ids)))
     average = keras.layers.Average(name="positive")(heads)
     trainer_output = keras.layers.Concatenate(name="heads")([average, *heads])
     return keras.Model(ids, average, name=name), keras.Model(ids, trainer_output, name=name)
 
 
-def two_view_branches(classifier: keras.Model) -> tuple[keras.Model, WordPairs, keras.Model] | None:
-    """(words branch, pair layer, pairs branch) of a model made by :func:`build_two_view`,
-    or None for any other model."""
+def view_branches(classifier: keras.Model) -> list[tuple[WordNgrams | None, keras.Model]] | None:
+    """[(None, words branch), (n-gram layer, its branch), ...] of a model made by
+    :func:`build_multi_view`, or None for any other model."""
     layers = classifier.layers
-    pairs = [layer for layer in layers if isinstance(layer, WordPairs)]
+    ngrams = [layer for layer in layers if isinstance(layer, WordNgrams)]
     nested = [layer for layer in layers if isinstance(layer, keras.Model)]
-    if len(layers) != 5 or len(pairs) != 1 or len(nested) != 2:
+    if not ngrams or len(nested) != len(ngrams) + 1 or len(layers) != 2 * len(nested) + 1:
         return None
     if not isinstance(layers[-1], keras.layers.Average):
         return None
-    words_branch, pairs_branch = sorted(nested, key=lambda model: _fed_by(model) is pairs[0])
-    if _fed_by(words_branch) is not layers[0] or _fed_by(pairs_branch) is not pairs[0]:
+    inputs = {_fed_by(branch): branch for branch in nested}
+    views = [(None, inputs.get(layers[0]))] + [(layer, inputs.get(layer)) for layer in ngrams]
+    if any(branch is None for _, branch in views) or len(inputs) != len(nested):
         return None
-    return words_branch, pairs[0], pairs_branch
+    if any(_fed_by(layer) is not layers[0] for layer in ngrams):
+        return None
+    return views
 
 
 def _fed_by(layer: keras.layers.Layer) -> keras.layers.Layer | None:
@@ -152,9 +161,9 @@ def average_members(members: list[keras.Model]) -> keras.Model:
 
 def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
     """The members of a model made by :func:`average_members` ([classifier] for a single
-    classifier, two-view or not), or None if the model nests other models in some other way."""
+    classifier, multi-view or not), or None if the model nests other models in some other way."""
     nested = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
-    if not nested or two_view_branches(classifier) is not None:
+    if not nested or view_branches(classifier) is not None:
         return [classifier]
     averaged = isinstance(classifier.layers[-1], keras.layers.Average)
     inputs = [layer for layer in classifier.layers if isinstance(layer, keras.layers.InputLayer)]
@@ -183,7 +192,7 @@ def compile_classifier(
 ) -> None:
     """Adam with gradient-norm clipping, binary cross-entropy, accuracy.
 
-    A model with several output columns (the trainer of :func:`build_two_view`) is trained
+    A model with several output columns (the trainer of :func:`build_multi_view`) is trained
     on the sum of every column's cross-entropy, and its accuracy is that of column 0.
 
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak
