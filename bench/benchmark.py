@@ -47,6 +47,7 @@ BASELINE = {
         "bucket_by_length": False,
         "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
         "pair_vocab_size": 0,  # words only
+        "triple_vocab_size": 0,
         "dropout": 0.0,
         "embedding_dropout": 0.0,
         "ema_momentum": 0.0,

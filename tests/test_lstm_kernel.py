@@ -3,7 +3,7 @@ import numba
 import numpy as np
 import pytest
 
-from imdb_sentiment import lstm_kernel, model, word_pairs
+from imdb_sentiment import lstm_kernel, model, ngrams
 
 VOCAB = 50
 
@@ -72,11 +72,13 @@ def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
     assert lstm_kernel.compile_lstm_scorer(model.average_members(members)) is None
 
 
-def random_two_view(seed: int = 0, bidirectional: bool = False) -> keras.Model:
-    pairs = word_pairs.build_pair_vocabulary(id_rows(), VOCAB, size=2 + 60)
+def random_multi_view(
+    seed: int = 0, bidirectional: bool = False, ns: tuple[int, ...] = (2,)
+) -> keras.Model:
+    kept = {n: ngrams.build_ngram_vocabulary(id_rows(), VOCAB, 2 + 60, n) for n in ns}
     branch = {"embedding_dim": 8, "lstm_units": 6, "lstm_layers": 1, "dropout": 0.2}
-    classifier, _ = model.build_two_view(
-        VOCAB, pairs, bidirectional=bidirectional, pooling="mean_max", **branch
+    classifier, _ = model.build_multi_view(
+        VOCAB, kept, bidirectional=bidirectional, pooling="mean_max", **branch
     )
     rng = np.random.default_rng(seed)
     weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
@@ -84,12 +86,13 @@ def random_two_view(seed: int = 0, bidirectional: bool = False) -> keras.Model:
     return classifier
 
 
-def test_kernel_runs_both_branches_of_a_two_view_classifier_and_of_its_ensembles() -> None:
-    two_views = [random_two_view(seed) for seed in (0, 1)]
-    for number, member in enumerate(two_views, start=1):
+@pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
+def test_kernel_runs_every_branch_of_a_multi_view_classifier_and_of_its_ensembles(ns) -> None:
+    multi_views = [random_multi_view(seed, ns=ns) for seed in (0, 1)]
+    for number, member in enumerate(multi_views, start=1):
         member.name = f"member_{number}"
     ids = id_rows()
-    for classifier in (two_views[0], model.average_members(two_views)):
+    for classifier in (multi_views[0], model.average_members(multi_views)):
         expected = classifier(ids, training=False).numpy().reshape(-1)
         score = lstm_kernel.compile_lstm_scorer(classifier)
         assert np.allclose(score(ids), expected, atol=1e-5)  # branches side by side
@@ -97,8 +100,8 @@ def test_kernel_runs_both_branches_of_a_two_view_classifier_and_of_its_ensembles
         assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
 
 
-def test_kernel_declines_a_two_view_classifier_with_branches_it_cannot_run() -> None:
-    assert lstm_kernel.compile_lstm_scorer(random_two_view(bidirectional=True)) is None
+def test_kernel_declines_a_multi_view_classifier_with_branches_it_cannot_run() -> None:
+    assert lstm_kernel.compile_lstm_scorer(random_multi_view(bidirectional=True)) is None
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imdb_sentiment import model, text, word_pairs
+from imdb_sentiment import model, ngrams, text
 
 
 @pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
@@ -190,54 +190,60 @@ def test_agreement_is_accuracy_for_labels_and_same_side_of_one_half_for_probabil
     assert np.array_equal(model.agreement(teacher, predictions).numpy().reshape(-1), [1, 1, 0, 1])
 
 
-def two_view(pairs_kept: int = 20) -> tuple[keras.Model, keras.Model, np.ndarray]:
+def multi_view(ns: tuple[int, ...] = (2,)) -> tuple[keras.Model, keras.Model, np.ndarray]:
     x = np.random.default_rng(0).integers(0, 30, size=(16, 9)).astype("int32")
     x[:4, :5] = 0
-    vocabulary = word_pairs.build_pair_vocabulary(x, 30, 2 + pairs_kept)
+    vocabularies = {n: ngrams.build_ngram_vocabulary(x, 30, 2 + 20, n) for n in ns}
     branch = {"embedding_dim": 4, "lstm_units": 3, "lstm_layers": 1, "bidirectional": False}
-    built = model.build_two_view(30, vocabulary, **branch, dropout=0.0, pooling="mean_max")
+    built = model.build_multi_view(30, vocabularies, **branch, dropout=0.0, pooling="mean_max")
     return *built, x
 
 
-def test_two_view_averages_a_words_branch_and_a_pairs_branch():
-    classifier, trainer, x = two_view()
-    words, pairs, pairs_branch = model.two_view_branches(classifier)
-    assert (words.name, pairs_branch.name) == ("words", "pairs")
-    assert pairs_branch.layers[1].input_dim == pairs.vocab_size == 22
-    each = [words(x).numpy(), pairs_branch(pairs(x)).numpy()]
+@pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
+def test_multi_view_averages_a_words_branch_and_a_branch_per_ngram(ns):
+    classifier, trainer, x = multi_view(ns)
+    views = model.view_branches(classifier)
+    assert [branch.name for _, branch in views] == ["words", "pairs", "triples"][: len(ns) + 1]
+    assert views[0][0] is None and [layer.n for layer, _ in views[1:]] == list(ns)
+    each = [branch(x if layer is None else layer(x)).numpy() for layer, branch in views]
+    for layer, branch in views[1:]:
+        assert branch.layers[1].input_dim == layer.vocab_size == 22
     assert not np.allclose(each[0], each[1])
     averaged = classifier(x).numpy()
-    assert np.allclose(averaged, (each[0] + each[1]) / 2, atol=1e-6)
+    assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
     assert np.allclose(trainer(x).numpy(), np.concatenate([averaged, *each], axis=1), atol=1e-6)
     assert model.ensemble_members(classifier) == [classifier]
 
 
-def test_two_view_trainer_sums_the_losses_and_scores_the_average(tmp_path):
-    classifier, trainer, x = two_view()
+@pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
+def test_multi_view_trainer_sums_the_losses_and_scores_the_average(tmp_path, ns):
+    classifier, trainer, x = multi_view(ns)
     model.compile_classifier(trainer, 0.01, 1.0)
     y = (np.arange(len(x)) % 2).astype("float32").reshape(-1, 1)
     columns = trainer(x).numpy()
+    assert columns.shape[1] == len(ns) + 2
     expected = sum(
-        keras.losses.binary_crossentropy(y, columns[:, i : i + 1]).numpy().mean() for i in range(3)
+        keras.losses.binary_crossentropy(y, columns[:, i : i + 1]).numpy().mean()
+        for i in range(columns.shape[1])
     )
     loss, accuracy = trainer.evaluate(x, y, verbose=0)
     assert loss == pytest.approx(expected, rel=1e-4)
     assert accuracy == pytest.approx(np.mean((columns[:, 0] > 0.5) == (y[:, 0] > 0.5)))
     trainer.fit(x, y, epochs=1, verbose=0)
     assert not np.allclose(classifier(x).numpy(), columns[:, :1])  # shared weights moved
-    classifier.save(tmp_path / "two_view.keras")
-    reloaded = model.load_model(tmp_path / "two_view.keras")
+    classifier.save(tmp_path / "multi_view.keras")
+    reloaded = model.load_model(tmp_path / "multi_view.keras")
     assert np.allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)
-    assert model.two_view_branches(reloaded) is not None
+    assert [layer and layer.n for layer, _ in model.view_branches(reloaded)] == [None, *ns]
 
 
-def test_two_view_branches_refuses_other_models():
-    pairs = word_pairs.WordPairs(np.array([33, 34]), 30)
+def test_view_branches_refuses_other_models():
+    pairs = ngrams.WordNgrams(np.array([33, 34]), 30)
     words, pairs_branch = (model.build_classifier(30, 4, 3, 1, False, 0.0, name=n) for n in "wp")
     ids = keras.Input(shape=(None,), dtype="int32")
     pair_ids = pairs(ids)
     both_pairs = keras.Model(ids, keras.layers.Average()([words(pair_ids), pairs_branch(pair_ids)]))
-    assert model.two_view_branches(both_pairs) is None  # no branch reads the words
-    assert model.two_view_branches(words) is None
+    assert model.view_branches(both_pairs) is None  # no branch reads the words
+    assert model.view_branches(words) is None
     members = [model.build_classifier(30, 4, 3, 1, False, 0.0, name=f"m{n}") for n in (1, 2)]
-    assert model.two_view_branches(model.average_members(members)) is None
+    assert model.view_branches(model.average_members(members)) is None

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imdb_sentiment import word_pairs
+from imdb_sentiment import ngrams
 from imdb_sentiment.text import OOV_ID, PAD_ID
 
 WORDS = 10  # word ids 0..9: 0 padding, 1 unknown word
@@ -10,53 +10,80 @@ WORDS = 10  # word ids 0..9: 0 padding, 1 unknown word
 
 def test_pair_keys_pair_each_word_with_the_one_before_it():
     ids = np.array([[0, 0, 3, 4, 1], [5, 6, 0, 0, 0]])
-    assert word_pairs.pair_keys(ids, WORDS).tolist() == [
+    assert ngrams.ngram_keys(ids, WORDS, 2).tolist() == [
         [-1, -1, -1, 34, 41],  # the first word has no predecessor; an unknown word pairs
         [-1, 56, -1, -1, -1],
     ]
 
 
-def test_vocabulary_keeps_the_most_frequent_pairs_ties_broken_by_key():
+def test_triple_keys_need_three_real_words_in_a_row():
+    ids = np.array([[0, 2, 3, 4, 1], [5, 6, 7, 0, 8], [9, 8, 0, 0, 0]])
+    assert ngrams.ngram_keys(ids, WORDS, 3).tolist() == [
+        [-1, -1, -1, 234, 341],
+        [-1, -1, 567, -1, -1],  # padding inside a review breaks the run
+        [-1, -1, -1, -1, -1],  # two words make no triple
+    ]
+
+
+def test_keys_that_would_overflow_int64_are_refused():
+    with pytest.raises(ValueError, match="overflow"):
+        ngrams.ngram_keys(np.array([[2, 3]]), 10**7, 3)
+    with pytest.raises(ValueError, match="at least 2 words"):
+        ngrams.WordNgrams(np.array([2]), WORDS, n=1)
+
+
+def test_vocabulary_keeps_the_most_frequent_ngrams_ties_broken_by_key():
     ids = np.array([[2, 3, 2, 3, 2, 3], [5, 4, 0, 7, 6, 0]])
     # (2,3) three times, (3,2) twice, (5,4) and (7,6) once each
-    assert word_pairs.build_pair_vocabulary(ids, WORDS, size=2 + 3).tolist() == [23, 32, 54]
-    assert word_pairs.build_pair_vocabulary(ids, WORDS, size=2 + 99).tolist() == [23, 32, 54, 76]
-    assert word_pairs.build_pair_vocabulary(ids, WORDS, size=2).size == 0
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 3, 2).tolist() == [23, 32, 54]
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 99, 2).tolist() == [23, 32, 54, 76]
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2, 2).size == 0
+    # (2,3,2) and (3,2,3) twice each; the second review has none
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 1, 3).tolist() == [232]
 
 
-def test_pair_ids_number_kept_pairs_after_padding_and_unknown():
+def test_ngram_ids_number_kept_ngrams_after_padding_and_unknown():
     vocabulary = np.array([23, 32, 54])
     ids = np.array([[0, 2, 3, 2, 9], [5, 4, 0, 3, 2]])
-    assert word_pairs.pair_ids(ids, vocabulary, WORDS).tolist() == [
+    assert ngrams.ngram_ids(ids, vocabulary, WORDS, 2).tolist() == [
         [PAD_ID, PAD_ID, 2, 3, OOV_ID],
         [PAD_ID, 4, PAD_ID, PAD_ID, 3],
     ]
-    empty = word_pairs.pair_ids(ids, np.array([], np.int64), WORDS)
+    empty = ngrams.ngram_ids(ids, np.array([], np.int64), WORDS, 2)
     assert empty.tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 1]]
 
 
+@pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("kept", [0, 1, 5, 40])
-def test_layer_gives_the_same_ids_as_numpy_in_a_graph_and_under_xla(kept):
+def test_layer_gives_the_same_ids_as_numpy_in_a_graph_and_under_xla(kept, n):
     rng = np.random.default_rng(kept)
     ids = rng.integers(0, WORDS, size=(6, 12)).astype(np.int32)
     ids[0, :7] = 0
     ids[1, 4:] = 0
-    vocabulary = word_pairs.build_pair_vocabulary(ids, WORDS, size=2 + kept)
-    layer = word_pairs.WordPairs(vocabulary, WORDS)
-    expected = word_pairs.pair_ids(ids, vocabulary, WORDS)
+    vocabulary = ngrams.build_ngram_vocabulary(ids, WORDS, 2 + kept, n)
+    layer = ngrams.WordNgrams(vocabulary, WORDS, n)
+    expected = ngrams.ngram_ids(ids, vocabulary, WORDS, n)
     assert layer.vocab_size == len(vocabulary) + 2
     assert np.array_equal(layer(ids).numpy(), expected)
     xla = tf.function(layer, jit_compile=True)
     assert np.array_equal(xla(tf.constant(ids)).numpy(), expected)
 
 
-def test_layer_config_round_trips_the_vocabulary():
-    layer = word_pairs.WordPairs(np.array([23, 32]), WORDS, name="pairs")
-    rebuilt = word_pairs.WordPairs.from_config(layer.get_config())
+@pytest.mark.parametrize("steps", [0, 1, 2])
+def test_layer_keeps_the_length_of_reviews_shorter_than_n(steps):
+    layer = ngrams.WordNgrams(np.array([234]), WORDS, n=3)
+    ids = np.full((2, steps), 5, np.int32)
+    assert layer(ids).numpy().tolist() == ngrams.ngram_ids(ids, layer.vocabulary, WORDS, 3).tolist()
+    assert layer(ids).shape == (2, steps)
+
+
+def test_layer_config_round_trips_the_vocabulary_and_n():
+    layer = ngrams.WordNgrams(np.array([23, 32]), WORDS, n=3, name="triples")
+    rebuilt = ngrams.WordNgrams.from_config(layer.get_config())
     assert rebuilt.vocabulary.tolist() == [23, 32] and rebuilt.word_vocab_size == WORDS
-    assert not rebuilt.trainable
+    assert rebuilt.n == 3 and not rebuilt.trainable
 
 
 def test_layer_refuses_an_unsorted_vocabulary():
     with pytest.raises(ValueError, match="strictly increasing"):
-        word_pairs.WordPairs(np.array([32, 23]), WORDS)
+        ngrams.WordNgrams(np.array([32, 23]), WORDS)

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from imdb_sentiment import dataset, model, text, word_pairs
+from imdb_sentiment import dataset, model, ngrams, text
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import ParamsError
 from stages import train
@@ -153,20 +153,35 @@ def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_
     _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
     words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
     saved = load_model(pipeline_run / "models/classifier.keras")
-    saved_pairs = model.two_view_branches(saved)[1]
-    kept = word_pairs.build_pair_vocabulary(x, words, values["pair_vocab_size"])
+    saved_pairs = model.view_branches(saved)[1][0]
+    kept = ngrams.build_ngram_vocabulary(x, words, values["pair_vocab_size"], 2)
     assert np.array_equal(saved_pairs.vocabulary, kept) and len(kept) > 10
 
-    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0, triple_vocab_size=0)
     words_only = load_model(tmp_path / "models/classifier.keras")
-    assert model.two_view_branches(words_only) is None
-    assert not any(isinstance(layer, word_pairs.WordPairs) for layer in words_only.layers)
+    assert model.view_branches(words_only) is None
+    assert not any(isinstance(layer, ngrams.WordNgrams) for layer in words_only.layers)
 
 
+def test_triple_vocab_size_adds_a_triples_branch(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=60, triple_vocab_size=40)
+    saved = load_model(tmp_path / "models/classifier.keras")
+    views = model.view_branches(saved)
+    assert [branch.name for _, branch in views] == ["words", "pairs", "triples"]
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    triples = views[2][0]
+    assert triples.n == 3 and triples.vocab_size == 40
+    assert np.array_equal(triples.vocabulary, ngrams.build_ngram_vocabulary(x, words, 40, 3))
+    end_to_end = load_model(tmp_path / "models/end_to_end.keras")
+    assert sum(isinstance(layer, ngrams.WordNgrams) for layer in end_to_end.layers[-1].layers) == 2
+
+
+@pytest.mark.parametrize("key", ["pair_vocab_size", "triple_vocab_size"])
 @pytest.mark.parametrize("size", [1, 2])
-def test_pair_vocab_size_too_small_for_one_pair_is_refused(pipeline_run, tmp_path, size):
-    with pytest.raises(ParamsError, match=f"train.pair_vocab_size = {size} is out of range"):
-        train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=size)
+def test_ngram_vocab_size_too_small_for_one_ngram_is_refused(pipeline_run, tmp_path, size, key):
+    with pytest.raises(ParamsError, match=f"train.{key} = {size} is out of range"):
+        train_briefly(pipeline_run, tmp_path, ensemble_size=1, **{key: size})
     assert not (tmp_path / "models").exists()
 
 
