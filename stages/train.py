@@ -3,11 +3,11 @@
 With ``ensemble_size`` > 1, trains that many classifiers from consecutive seeds and saves
 their average. With ``distill``, those classifiers are teachers: one more classifier (the
 student) learns their averaged probabilities for the training reviews, and the student is
-saved, at one classifier's serving cost; teachers train for at most
-``teacher_max_epochs``. Saves models/classifier.keras (int ids in) and
-models/end_to_end.keras (raw strings in), each member's per-epoch history to
-plots/train/history/, and metrics/train.json (validation figures of the saved model, and of
-each member's best epoch).
+saved, at one classifier's serving cost (``students`` > 1: that many, from consecutive seeds,
+saved as their average); teachers train for at most ``teacher_max_epochs``. Saves
+models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in), each
+member's per-epoch history to plots/train/history/, and metrics/train.json (validation
+figures of the saved model, and of each member's best epoch).
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ class Params:
     early_stopping_min_delta: float = field(metadata={"min": 0.0})
     ensemble_size: int = field(metadata={"min": 1})
     distill: bool
+    students: int = field(metadata={"min": 1})
     seed: int = field(metadata={"min": 0})
 
 
@@ -100,11 +101,17 @@ def run(
         # The teachers' probabilities say how sure they are of each review, which 0/1 labels
         # do not: the student learns more from them than from the labels alone.
         teacher = scorer(classifier, x_train.shape[1])
-        targets = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
-        student = params.ensemble_size + 1
-        training = (x_train, targets)
-        members.append(_train_member(params, student, vocabularies, training, (x_val, y_val)))
-        classifier = members[-1].model
+        training = (x_train, predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1))
+        del teacher, classifier
+        for member in members:
+            member.model = None  # teachers are never saved: free their weights for the students
+        first = params.ensemble_size + 1
+        students = [
+            _train_member(params, number, vocabularies, training, (x_val, y_val))
+            for number in range(first, first + params.students)
+        ]
+        members += students
+        classifier = average_members([student.model for student in students])
     seconds = time.perf_counter() - started
     # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
     # (evaluate.threshold belongs to the evaluate stage).
@@ -180,7 +187,7 @@ class TrainedMember:
 
     name: str
     seed: int
-    model: keras.Model
+    model: keras.Model | None  # None once a teacher has taught
     history: pd.DataFrame
     best_epoch: int  # 1-based: the epoch whose weights were kept
 
@@ -195,12 +202,13 @@ def _train_member(
     # Member 1 uses the seed itself, so a one-member ensemble is the plain classifier.
     seed = params.seed + number - 1
     is_student = number > params.ensemble_size
-    name = "student" if is_student else f"member_{number}"
+    name = _member_name(params, number)
     print(f"Training {name} (seed {seed})", flush=True)
     keras.utils.set_random_seed(seed)
-    classifier, trainer = _build(
-        params, vocabularies, "lstm_classifier" if params.ensemble_size == 1 or is_student else name
-    )
+    # A model saved alone keeps the plain name; averaged ones need names of their own.
+    group_size = params.students if is_student else params.ensemble_size
+    model_name = "lstm_classifier" if group_size == 1 else name
+    classifier, trainer = _build(params, vocabularies, model_name)
     compile_classifier(
         trainer, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
     )
@@ -224,6 +232,12 @@ def _train_member(
     epochs = pd.DataFrame(history.history)
     epochs.insert(0, "epoch", np.arange(1, len(epochs) + 1))
     return TrainedMember(name, seed, classifier, epochs, stopper.best_epoch + 1)
+
+
+def _member_name(params: Params, number: int) -> str:
+    if number <= params.ensemble_size:
+        return f"member_{number}"
+    return "student" if params.students == 1 else f"student_{number - params.ensemble_size}"
 
 
 def _epoch_limit(params: Params, is_student: bool) -> int:
