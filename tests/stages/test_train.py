@@ -78,18 +78,24 @@ def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
     assert summary["val_accuracy"] == summary["members"]["member_1"]["best_val_accuracy"]
 
 
-def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
-    pipeline_run, tmp_path, monkeypatch
-):
-    targets_seen = {}
+@pytest.fixture
+def targets_seen(monkeypatch) -> dict[str, np.ndarray]:
+    """The training targets each member of the next train run is given, by member name."""
+    seen = {}
     train_member = train._train_member
 
     def recording(params, number, vocabularies, data, validation):
         member = train_member(params, number, vocabularies, data, validation)
-        targets_seen[member.name] = data[1]
+        seen[member.name] = data[1]
         return member
 
     monkeypatch.setattr(train, "_train_member", recording)
+    return seen
+
+
+def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
+    pipeline_run, tmp_path, targets_seen
+):
     train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True)
 
     summary = json.loads((tmp_path / "t.json").read_text())
@@ -111,6 +117,37 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
     # "accuracy" against soft targets is agreement with the teachers, not a 0/1 comparison.
     student_history = pd.read_csv(tmp_path / "plots/history/student.csv")
     assert student_history.accuracy.iloc[0] > 0.3
+
+
+def test_several_students_learn_the_same_targets_and_are_saved_as_their_average(
+    pipeline_run, tmp_path, targets_seen
+):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True, students=2)
+
+    summary = json.loads((tmp_path / "t.json").read_text())
+    names = ["member_1", "member_2", "student_1", "student_2"]
+    assert list(summary["members"]) == names
+    assert [m["seed"] for m in summary["members"].values()] == [42, 43, 44, 45]
+    assert sorted(path.stem for path in (tmp_path / "plots/history").iterdir()) == names
+    assert np.array_equal(targets_seen["student_1"], targets_seen["student_2"])
+    assert not np.isin(targets_seen["student_1"], (0.0, 1.0)).all()
+    saved = load_model(tmp_path / "models/classifier.keras")
+    students = model.ensemble_members(saved)
+    assert [student.name for student in students] == ["student_1", "student_2"]
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    each = [student(x).numpy().reshape(-1) for student in students]
+    assert not np.allclose(each[0], each[1])  # different seeds
+    averaged = saved(x).numpy().reshape(-1)
+    assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
+    assert summary["val_accuracy"] == round(float(np.mean((averaged >= 0.5) == y)), 4)
+
+
+def test_students_without_distill_change_nothing(pipeline_run, tmp_path):
+    for students in (1, 3):
+        train_briefly(pipeline_run, tmp_path / str(students), ensemble_size=2, students=students)
+    summaries = [json.loads((tmp_path / f"{n}/t.json").read_text()) for n in (1, 3)]
+    assert list(summaries[1]["members"]) == ["member_1", "member_2"]
+    assert summaries[0]["members"] == summaries[1]["members"]
 
 
 @pytest.mark.parametrize(
