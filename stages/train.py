@@ -139,26 +139,24 @@ class Vocabularies:
     ngrams: dict[int, np.ndarray]
 
 
-def _ngram_vocab_sizes(params: Params) -> dict[int, int]:
-    return {2: params.pair_vocab_size, 3: params.triple_vocab_size}
+NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its key of the train section
 
 
 def _check_ngram_vocab_sizes(params: Params) -> None:
     # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
-    for n, size in _ngram_vocab_sizes(params).items():
+    for n, key in NGRAM_KEYS.items():
+        size, view = getattr(params, key), ngrams.NAMES[n]
         if 0 < size <= text.RESERVED_IDS:
-            key = f"{ngrams.NAMES[n][:-1]}_vocab_size"
             raise ParamsError(
-                f"{DEFAULT_PARAMS_FILE}: train.{key} = {size} is out of range: 0 (no "
-                f"{ngrams.NAMES[n]} branch) or more than {text.RESERVED_IDS} (padding, unknown, "
-                f"{ngrams.NAMES[n]})"
+                f"{DEFAULT_PARAMS_FILE}: train.{key} = {size} is out of range: 0 (no {view} "
+                f"branch) or more than {text.RESERVED_IDS} (padding, unknown, {view})"
             )
 
 
 def _vocabularies(params: Params, x_train: np.ndarray, word_vocab_size: int) -> Vocabularies:
     kept = {}
-    for n, size in _ngram_vocab_sizes(params).items():
-        if size:
+    for n, key in NGRAM_KEYS.items():
+        if size := getattr(params, key):
             kept[n] = ngrams.build_ngram_vocabulary(x_train, word_vocab_size, size, n)
             print(f"Kept the {len(kept[n])} most frequent word {ngrams.NAMES[n]} in training")
     return Vocabularies(word_vocab_size, kept)

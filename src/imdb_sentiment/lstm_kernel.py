@@ -243,14 +243,15 @@ def _kernel_branches(member: keras.Model) -> list[tuple[Callable | None, dict]] 
         weights = lstm_weights(branch)
         if weights is None:
             return None
-        if ngrams is not None:
-            ngrams = functools.partial(
+        to_ngram_ids = None
+        if ngrams is not None:  # the words branch reads the ids as they are
+            to_ngram_ids = functools.partial(
                 ngram_ids,
                 vocabulary=ngrams.vocabulary,
                 word_vocab_size=ngrams.word_vocab_size,
                 n=ngrams.n,
             )
-        branches.append((ngrams, weights))
+        branches.append((to_ngram_ids, weights))
     return branches
 
 
