@@ -53,19 +53,26 @@ def test_saves_models_history_and_metrics(pipeline_run):
     assert (pipeline_run / "plots/train/curves.png").stat().st_size > 1000
 
 
-def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
-    train_briefly(pipeline_run, tmp_path, ensemble_size=2)
-    summary = json.loads((tmp_path / "t.json").read_text())
-    classifier = load_model(tmp_path / "models/classifier.keras")
-    members = model.ensemble_members(classifier)
-    names = ["member_1", "member_2"]
-    assert [member.name for member in members] == list(summary["members"]) == names
+def assert_saved_as_the_average_of(pipeline_run, out, names: list[str]) -> None:
+    """The model saved in ``out`` averages members so named, of different seeds, and
+    ``out``/t.json reports the average's validation accuracy."""
+    saved = load_model(out / "models/classifier.keras")
+    members = model.ensemble_members(saved)
+    assert [member.name for member in members] == names
     _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
     each = [member(x).numpy().reshape(-1) for member in members]
     assert not np.allclose(each[0], each[1])  # different seeds
-    averaged = classifier(x).numpy().reshape(-1)
+    averaged = saved(x).numpy().reshape(-1)
     assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
+    summary = json.loads((out / "t.json").read_text())
     assert summary["val_accuracy"] == round(float(np.mean((averaged >= 0.5) == y)), 4)
+
+
+def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2)
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1", "member_2"]
+    assert_saved_as_the_average_of(pipeline_run, tmp_path, ["member_1", "member_2"])
 
 
 def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
@@ -131,15 +138,7 @@ def test_several_students_learn_the_same_targets_and_are_saved_as_their_average(
     assert sorted(path.stem for path in (tmp_path / "plots/history").iterdir()) == names
     assert np.array_equal(targets_seen["student_1"], targets_seen["student_2"])
     assert not np.isin(targets_seen["student_1"], (0.0, 1.0)).all()
-    saved = load_model(tmp_path / "models/classifier.keras")
-    students = model.ensemble_members(saved)
-    assert [student.name for student in students] == ["student_1", "student_2"]
-    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
-    each = [student(x).numpy().reshape(-1) for student in students]
-    assert not np.allclose(each[0], each[1])  # different seeds
-    averaged = saved(x).numpy().reshape(-1)
-    assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
-    assert summary["val_accuracy"] == round(float(np.mean((averaged >= 0.5) == y)), 4)
+    assert_saved_as_the_average_of(pipeline_run, tmp_path, ["student_1", "student_2"])
 
 
 def test_students_without_distill_change_nothing(pipeline_run, tmp_path):
