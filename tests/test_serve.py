@@ -1,14 +1,22 @@
 import asyncio
+import hashlib
+import json
 import re
+import select
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from imdb_sentiment import serve
 from imdb_sentiment.predict import Predictor
+from tests.conftest import serving
+from tests.serving_stubs import BlockingPredictor
 
 LIMITS = {"max_text_chars": 200, "max_batch": 4, "max_body_bytes": 2_000}
 
@@ -126,21 +134,6 @@ def test_invalid_content_length_is_a_client_error(client):
     assert_still_serving(client)
 
 
-def test_oversized_streamed_body_gets_413_without_reading_it_all(client):
-    sent = []
-
-    def chunks():
-        for _ in range(100):
-            sent.append(1)
-            yield b"x" * 1_000
-
-    response = client.post(
-        "/predict", content=chunks(), headers={"content-type": "application/json"}
-    )
-    assert response.status_code == 413
-    assert_still_serving(client)
-
-
 def test_concurrent_requests_all_succeed_and_agree(client, predictor):
     texts = [f"review number {i} was great" if i % 2 else f"dull film {i}" for i in range(32)]
     expected = [p.probability_positive for p in predictor.predict(texts)]
@@ -199,48 +192,153 @@ def test_missing_model_is_reported_not_crashed(tmp_path):
         while client.get("/health").json()["status"] == "loading" and time.monotonic() < deadline:
             time.sleep(0.05)
         health = client.get("/health").json()
-        assert health["status"] == "error" and "run `dvc repro` first" in health["error"]
+        assert health["status"] == "error" and "run `dvc repro`" in health["error"]
         assert client.get("/ready").status_code == 503
-        assert (
-            "run `dvc repro` first" in client.post("/predict", json={"text": "x"}).json()["detail"]
-        )
+        assert "run `dvc repro`" in client.post("/predict", json={"text": "x"}).json()["detail"]
 
 
-class RecordingPredictor:
-    """Stands in for Predictor: records the size of each batch it is asked to score."""
+@pytest.fixture
+def stub_app(monkeypatch):
+    """create_app around a BlockingPredictor: no model file, no TensorFlow."""
 
-    def __init__(self) -> None:
-        self.batches: list[int] = []
+    def make(predictor: BlockingPredictor, **settings) -> FastAPI:
+        monkeypatch.setattr(serve.Predictor, "load", lambda *args, **kwargs: predictor)
+        monkeypatch.setattr(serve, "model_card", lambda path: {"path": str(path)})
+        return serve.create_app(serve.ServerSettings(ui=False, **settings))
 
-    def predict(self, reviews: list[str], threshold: float) -> list[str]:
-        self.batches.append(len(reviews))
-        return list(reviews)
-
-
-@pytest.mark.parametrize(("max_wait_s", "expected"), [(0.05, [3]), (0.0, [1, 1, 1])])
-def test_micro_batcher_gathers_requests_that_arrive_within_the_wait(max_wait_s, expected):
-    async def three_staggered_requests() -> tuple[list, list[int]]:
-        predictor = RecordingPredictor()
-        batcher = serve.MicroBatcher(predictor, 0.5, max_batch=8, max_wait_s=max_wait_s)
-
-        async def request(text: str, delay: float) -> list:
-            await asyncio.sleep(delay)
-            return await batcher.predict([text])
-
-        results = await asyncio.gather(*(request(t, 0.01 * i) for i, t in enumerate("abc")))
-        await batcher.close()
-        return results, predictor.batches
-
-    results, batches = asyncio.run(three_staggered_requests())
-    assert results == [["a"], ["b"], ["c"]] and batches == expected
+    return make
 
 
-def test_micro_batcher_stops_gathering_at_max_batch():
-    async def five_requests_at_once() -> list[int]:
-        predictor = RecordingPredictor()
-        batcher = serve.MicroBatcher(predictor, 0.5, max_batch=2, max_wait_s=0.05)
-        await asyncio.gather(*(batcher.predict([t]) for t in "abcde"))
-        await batcher.close()
-        return predictor.batches
+def wait_for(condition, seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
 
-    assert asyncio.run(five_requests_at_once()) == [2, 2, 1]
+
+def test_a_full_queue_answers_503_with_retry_after(stub_app):
+    predictor = BlockingPredictor()
+    app = stub_app(predictor, max_batch=1, max_queued_reviews=1)
+    with TestClient(app) as client, ThreadPoolExecutor(2) as pool:
+        wait_ready(client)
+        scored = pool.submit(client.post, "/predict", json={"text": "being scored"})
+        assert predictor.started.wait(5)
+        queued = pool.submit(client.post, "/predict", json={"text": "queued"})
+        wait_for(lambda: app.state.serving["batcher"].queued_reviews == 1)
+        refused = client.post("/predict", json={"text": "one too many"})
+        predictor.release.set()
+        assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
+        assert "max_queued_reviews 1" in refused.json()["detail"]
+        assert scored.result().status_code == queued.result().status_code == 200
+
+
+def test_a_request_past_its_deadline_gets_504(stub_app):
+    predictor = BlockingPredictor()
+    with TestClient(stub_app(predictor, request_timeout_s=0.2)) as client:
+        wait_ready(client)
+        response = client.post("/predict", json={"text": "slow"})
+        predictor.release.set()
+        assert response.status_code == 504
+        assert response.json()["detail"] == "no answer within 0.2 s (request_timeout_s)"
+        assert client.post("/predict", json={"text": "fast"}).status_code == 200
+
+
+def test_a_stopped_worker_makes_ready_and_predict_answer_503(stub_app):
+    predictor = BlockingPredictor(fail=asyncio.CancelledError(), hold=False)
+    with TestClient(stub_app(predictor)) as client:
+        wait_ready(client)
+        assert client.post("/predict", json={"text": "kills the worker"}).status_code == 503
+        assert client.get("/ready").status_code == 503
+        response = client.post("/predict", json={"text": "next"})
+        assert response.status_code == 503 and "worker has stopped" in response.json()["detail"]
+        assert len(predictor.batches) == 1  # the second request never reached the model
+        assert client.get("/health").json()["status"] == "error"
+
+
+def test_a_failing_batch_is_a_500_without_internals_and_serving_goes_on(stub_app):
+    predictor = BlockingPredictor(fail=RuntimeError("/secret/path/kernel.so exploded"), hold=False)
+    with TestClient(stub_app(predictor)) as client:
+        wait_ready(client)
+        response = client.post("/predict", json={"text": "x"})
+        assert response.status_code == 500 and "/secret" not in response.text
+        predictor.fail = None
+        assert client.post("/predict", json={"text": "y"}).status_code == 200
+
+
+def test_load_errors_are_logged_in_full_and_shown_short(tmp_path, caplog):
+    hidden = tmp_path / "private-folder" / "none.keras"
+    settings = serve.ServerSettings(model_path=hidden, ui=False)
+    with TestClient(serve.create_app(settings)) as client:
+        wait_for(lambda: client.get("/health").json()["status"] != "loading")
+        bodies = [client.get(path).text for path in ("/health", "/ready")]
+        bodies.append(client.post("/predict", json={"text": "x"}).text)
+    assert all("private-folder" not in body for body in bodies), bodies
+    assert all("run `dvc repro`" in body for body in bodies), bodies
+    assert "private-folder" in caplog.text
+
+
+def test_uvicorn_takes_its_connection_limit_from_the_settings():
+    settings = serve.ServerSettings(max_connections=7)
+    assert serve.uvicorn_options(settings) == {"limit_concurrency": 7}
+
+
+def test_the_body_limit_holds_behind_a_root_path(stub_app):
+    app = stub_app(BlockingPredictor(hold=False), max_body_bytes=2_000)
+    with serving(app, root_path="/proxy") as base:
+        small = httpx.post(f"{base}/predict", json={"text": "fine"}, timeout=10)
+        large = httpx.post(f"{base}/predict", json={"text": "x" * 5_000}, timeout=10)
+    assert small.status_code == 200
+    assert large.status_code == 413 and "over 2000 bytes" in large.json()["detail"]
+
+
+def test_route_path_strips_the_root_path():
+    assert serve.route_path({"path": "/proxy/predict", "root_path": "/proxy"}) == "/predict"
+    assert serve.route_path({"path": "/predict", "root_path": ""}) == "/predict"
+    assert serve.route_path({"path": "/predict", "root_path": "/proxy"}) == "/predict"
+
+
+def test_ui_uploads_are_refused_and_other_routes_are_limited(live_server):
+    upload = httpx.post(
+        f"{live_server}/ui/gradio_api/upload", files={"files": ("a.txt", b"x")}, timeout=10
+    )
+    assert upload.status_code == 403 and "no file input" in upload.json()["detail"]
+    huge = httpx.post(f"{live_server}/ui/gradio_api/queue/join", content=b"x" * 3_000_000)
+    assert huge.status_code == 413
+
+
+def test_an_oversized_chunked_upload_is_refused_before_it_is_all_sent(pipeline_run):
+    settings = serve.ServerSettings(
+        model_path=pipeline_run / "models/end_to_end.keras", ui=False, max_body_bytes=10_000
+    )
+    chunk, chunks = b"x" * 1_000, 200  # 200 kB offered, 10 kB allowed
+    with serving(serve.create_app(settings)) as base:
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as connection:
+            connection.sendall(
+                b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            )
+            sent = 0
+            while sent < chunks and not select.select([connection], [], [], 0.02)[0]:
+                connection.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += 1
+            answer = connection.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert sent <= 20, f"the server answered only after {sent} of {chunks} chunks"
+
+
+def test_health_reports_the_served_files_hash_accuracy_and_kernel(client, pipeline_run):
+    model = client.get("/health").json()["model"]
+    path = pipeline_run / "models/end_to_end.keras"
+    assert model["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    eval_metrics = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    assert model["test_accuracy"] == eval_metrics["accuracy"]
+    assert model["kernel"] == "numba"  # the default architecture never falls back to Keras
+
+
+def test_predictions_say_how_many_words_the_model_knew(client):
+    known = client.post("/predict", json={"text": "great film"}).json()
+    assert known["known_words"] == 2 and known["warning"] is None
+    unknown = client.post("/predict", json={"text": "!!! ???"}).json()
+    assert unknown["known_words"] == 0 and "guess" in unknown["warning"]
+    assert unknown["label"] in ("positive", "negative")

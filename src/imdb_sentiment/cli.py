@@ -11,7 +11,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from imdb_sentiment.predict import DEFAULT_MODEL, ModelError, Prediction, check_threshold
+from imdb_sentiment.predict import (
+    DEFAULT_MODEL,
+    NO_KNOWN_WORDS,
+    ModelError,
+    Prediction,
+    check_threshold,
+)
 
 PROGRESS_THRESHOLD = 2048  # reviews; below this a progress bar is noise
 
@@ -74,15 +80,23 @@ def format_predictions(predictions: Sequence[Prediction], style: str) -> str:
         writer.writeheader()
         writer.writerows(rows)
         return out.getvalue().rstrip("\n")
-    header = f"{'label':<9} {'p(positive)':>11} {'confidence':>10}  text"
+    header = f"{'label':<9} {'p(positive)':>11} {'confidence':>10} {'known':>6}  text"
     lines = [header, "-" * len(header)]
     for p in predictions:
         snippet = " ".join(p.text.split())
         snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
         lines.append(
-            f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f}  {snippet}"
+            f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f} "
+            f"{p.known_words:>6}  {snippet}"
         )
     return "\n".join(lines)
+
+
+def warn_unknown(predictions: Sequence[Prediction], first_number: int = 1) -> None:
+    """A line on stderr for each review the model knows no word of."""
+    for number, prediction in enumerate(predictions, start=first_number):
+        if prediction.known_words == 0:
+            print(f"sentiment: warning: review {number}: {NO_KNOWN_WORDS}", file=sys.stderr)
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -104,6 +118,7 @@ def predict_command(args: argparse.Namespace) -> int:
         chunks = tqdm(chunks, desc="predicting", unit=" batches", file=sys.stderr)
     for start in chunks:
         predictions += predictor.predict(reviews[start : start + args.batch_size], args.threshold)
+    warn_unknown(predictions)
     print(format_predictions(predictions, args.format))
     return 0
 
@@ -111,7 +126,7 @@ def predict_command(args: argparse.Namespace) -> int:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from imdb_sentiment.serve import ServerSettings, create_app
+    from imdb_sentiment.serve import ServerSettings, create_app, uvicorn_options
 
     settings = ServerSettings(
         model_path=Path(args.model),
@@ -120,6 +135,9 @@ def serve_command(args: argparse.Namespace) -> int:
         max_batch=args.max_batch,
         max_body_bytes=args.max_body_bytes,
         batch_wait_ms=args.batch_wait_ms,
+        max_queued_reviews=args.max_queued_reviews,
+        request_timeout_s=args.request_timeout_s,
+        max_connections=args.max_connections,
         ui=not args.no_ui,
     )
     uvicorn.run(
@@ -128,6 +146,7 @@ def serve_command(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="info",
         access_log=not args.no_access_log,
+        **uvicorn_options(settings),
     )
     return 0
 
@@ -150,6 +169,13 @@ def _non_negative(value: str) -> float:
     number = float(value)
     if not number >= 0.0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return number
+
+
+def _positive(value: str) -> float:
+    number = float(value)
+    if not number > 0.0:
+        raise argparse.ArgumentTypeError(f"must be over 0, got {value}")
     return number
 
 
@@ -188,6 +214,24 @@ def build_parser() -> argparse.ArgumentParser:
         type=_non_negative,
         default=2.0,
         help="how long a micro-batch waits for concurrent requests to join it",
+    )
+    serve.add_argument(
+        "--max-queued-reviews",
+        type=_int_between(1),
+        default=4096,
+        help="reviews waiting to be scored before new requests get 503 + Retry-After",
+    )
+    serve.add_argument(
+        "--request-timeout-s",
+        type=_positive,
+        default=10.0,
+        help="seconds a request waits for its answer before 504",
+    )
+    serve.add_argument(
+        "--max-connections",
+        type=_int_between(1),
+        default=512,
+        help="open connections uvicorn accepts before answering 503",
     )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")

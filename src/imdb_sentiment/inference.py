@@ -40,7 +40,13 @@ def scorer(model: keras.Model, max_length: int) -> Scorer:
     :mod:`imdb_sentiment.lstm_kernel`: no steps spent on padding, about 3x faster than Keras
     on a CPU, equal to float32 rounding. Other architectures run through :func:`keras_scorer`.
     """
-    return compile_lstm_scorer(model) or keras_scorer(model, max_length)
+    return select_scorer(model, max_length)[1]
+
+
+def select_scorer(model: keras.Model, max_length: int) -> tuple[str, Scorer]:
+    """:func:`scorer` with the name of the path it chose: "numba" (the LSTM kernel) or "keras"."""
+    kernel = compile_lstm_scorer(model)
+    return ("numba", kernel) if kernel else ("keras", keras_scorer(model, max_length))
 
 
 def keras_scorer(model: keras.Model, max_length: int, xla_max_rows: int = XLA_MAX_ROWS) -> Scorer:

@@ -4,11 +4,15 @@ The model loads once per process, in a background thread started at startup: /he
 answers at once, /ready says 503 until the model is in. Prediction runs in a worker thread
 (never on the event loop) through a micro-batcher that merges concurrent requests into one
 Keras call, which is both faster and the only caller of the model.
+
+Every request is bounded: its body (413), the reviews waiting in the queue (503 with
+Retry-After), the time it waits for an answer (504), and the connections uvicorn takes.
 """
 
 import asyncio
 import contextlib
 import gc
+import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +25,18 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
+    NO_KNOWN_WORDS,
+    ModelError,
     Prediction,
     Predictor,
     check_threshold,
     model_card,
 )
+
+logger = logging.getLogger(__name__)
+UI_PATH = "/ui"
+UI_UPLOAD_PATH = f"{UI_PATH}/gradio_api/upload"
+WORKER_STOPPED = "the prediction worker has stopped; the server needs a restart"
 
 
 @dataclass(frozen=True)
@@ -37,6 +48,12 @@ class ServerSettings:
     max_body_bytes: int = 2_000_000
     ui: bool = True
     batch_wait_ms: float = 2.0  # how long a micro-batch waits for concurrent requests
+    # Backpressure: reviews waiting to be scored (~1 s of work on 2 cores; 503 beyond), the
+    # wait for an answer (504 beyond), open connections (uvicorn's 503 beyond), UI clicks queued
+    max_queued_reviews: int = 4096
+    request_timeout_s: float = 10.0
+    max_connections: int = 512
+    ui_queue_size: int = 16
     # Micro-batch sizes to run once before /ready (models the LSTM kernel does not cover run
     # through XLA, which compiles a program per padded size: every one up to XLA_SPLIT_ROWS)
     warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
@@ -44,11 +61,25 @@ class ServerSettings:
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
         check_threshold(self.threshold)
-        for name in ("max_text_chars", "max_batch", "max_body_bytes"):
+        for name in (
+            "max_text_chars",
+            "max_batch",
+            "max_body_bytes",
+            "max_queued_reviews",
+            "max_connections",
+            "ui_queue_size",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.batch_wait_ms < 0:
             raise ValueError(f"batch_wait_ms must be at least 0, got {self.batch_wait_ms}")
+        if not self.request_timeout_s > 0:
+            raise ValueError(f"request_timeout_s must be over 0, got {self.request_timeout_s}")
+        if self.max_queued_reviews < self.max_batch:
+            raise ValueError(
+                f"max_queued_reviews must be at least max_batch ({self.max_batch}), "
+                f"got {self.max_queued_reviews}"
+            )
         if any(size < 1 for size in self.warm_up_batch_sizes):
             raise ValueError(
                 f"warm_up_batch_sizes must all be at least 1, got {self.warm_up_batch_sizes}"
@@ -59,6 +90,8 @@ class PredictionOut(BaseModel):
     label: str
     probability_positive: float
     confidence: float
+    known_words: int = Field(description="tokens of the review in the model's vocabulary")
+    warning: str | None = Field(None, description="set when the label is a guess")
 
 
 class BatchOut(BaseModel):
@@ -74,30 +107,67 @@ def _not_blank(value: str) -> str:
 Job = tuple[list[str], asyncio.Future]
 
 
+class Unavailable(Exception):
+    """The service cannot take this request now: answered 503, with Retry-After if it may pass."""
+
+    def __init__(self, detail: str, retry_after_s: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail, self.retry_after_s = detail, retry_after_s
+
+
 class MicroBatcher:
     """Queue predictions; one worker thread scores whatever has queued up, together.
 
     After the first request of a batch, it waits up to ``max_wait_s`` for more: concurrent
     clients' requests arrive over a few milliseconds, and one call for all of them costs
     little more than a call for one, while batches of one or two would queue the rest behind.
+
+    At most ``max_queued_reviews`` reviews wait at once; past that :meth:`predict` refuses at
+    once. A request whose caller gave up (cancelled, timed out) is dropped unscored.
     """
 
     def __init__(
-        self, predictor: Predictor, threshold: float, max_batch: int, max_wait_s: float = 0.002
+        self,
+        predictor: Predictor,
+        threshold: float,
+        max_batch: int,
+        max_wait_s: float = 0.002,
+        max_queued_reviews: int = 4096,
     ) -> None:
         self.predictor, self.threshold, self.max_batch = predictor, threshold, max_batch
-        self.max_wait_s = max_wait_s
+        self.max_wait_s, self.max_queued_reviews = max_wait_s, max_queued_reviews
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
+        self.queued_reviews = 0
+        self._held_over: Job | None = None  # a job that would have overfilled the last batch
         self.worker = asyncio.create_task(self._run())
+        self.worker.add_done_callback(self._fail_waiting)
 
-    async def predict(self, reviews: list[str]) -> list[Prediction]:
+    @property
+    def alive(self) -> bool:
+        return not self.worker.done()
+
+    async def predict(self, reviews: list[str], timeout_s: float | None = None) -> list[Prediction]:
+        """Predictions for ``reviews``; TimeoutError after ``timeout_s``, Unavailable at once
+        when the queue is full or the worker has stopped."""
+        if not self.alive:
+            raise Unavailable(WORKER_STOPPED)
+        if self.queued_reviews + len(reviews) > self.max_queued_reviews:
+            raise Unavailable(
+                f"server busy: {self.queued_reviews} reviews queued "
+                f"(max_queued_reviews {self.max_queued_reviews}); retry shortly",
+                retry_after_s=1,
+            )
         future = asyncio.get_running_loop().create_future()
-        await self.queue.put((reviews, future))
-        return await future
+        self.queued_reviews += len(reviews)
+        self.queue.put_nowait((reviews, future))
+        # wait_for cancels the future on time-out, which marks the job for the worker to drop
+        return await asyncio.wait_for(future, timeout_s)
 
     async def next_batch(self) -> list[Job]:
-        """The next request, and those that arrive within max_wait_s, up to max_batch reviews."""
-        jobs = [await self.queue.get()]
+        """The next request, and those that arrive within max_wait_s, up to max_batch reviews
+        (a job that would overfill the batch starts the next one)."""
+        jobs = [self._held_over or await self._take()]
+        self._held_over = None
         size = len(jobs[0][0])
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.max_wait_s
@@ -105,43 +175,98 @@ class MicroBatcher:
             remaining = deadline - loop.time()
             try:
                 if self.queue.empty():
-                    jobs.append(await asyncio.wait_for(self.queue.get(), max(remaining, 0)))
+                    if remaining <= 0:
+                        break
+                    job = await asyncio.wait_for(self._take(), remaining)
                 else:
-                    jobs.append(self.queue.get_nowait())
-            except TimeoutError:
+                    job = self._take_nowait()
+            except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
                 break
-            size += len(jobs[-1][0])
+            if size + len(job[0]) > self.max_batch:
+                self._held_over = job
+                break
+            jobs.append(job)
+            size += len(job[0])
         return jobs
+
+    async def _take(self) -> Job:
+        return self._count_out(await self.queue.get())
+
+    def _take_nowait(self) -> Job:
+        return self._count_out(self.queue.get_nowait())
+
+    def _count_out(self, job: Job) -> Job:
+        self.queued_reviews -= len(job[0])
+        return job
 
     async def _run(self) -> None:
         while True:
             jobs = await self.next_batch()
-            reviews = [review for job, _ in jobs for review in job]
             try:
-                results = await asyncio.to_thread(self.predictor.predict, reviews, self.threshold)
-            except Exception as error:  # noqa: BLE001 - handed to every waiting request
-                for _, future in jobs:
-                    future.set_exception(error)
-                continue
-            for job, future in jobs:
-                future.set_result(results[: len(job)])
-                results = results[len(job) :]
+                await self._score([job for job in jobs if not job[1].done()])
+            except Exception:  # the worker outlives any batch; its requests get the error
+                logger.exception("prediction batch failed")
+
+    async def _score(self, jobs: list[Job]) -> None:
+        if not jobs:
+            return
+        reviews = [review for job, _ in jobs for review in job]
+        try:
+            results = await asyncio.to_thread(self.predictor.predict, reviews, self.threshold)
+        except Exception as error:  # noqa: BLE001 - handed to every waiting request
+            _settle(jobs, error=error)
+            raise
+        except BaseException:  # the worker itself is ending (cancelled)
+            _settle(jobs, error=Unavailable(WORKER_STOPPED))
+            raise
+        _settle(jobs, results=results)
+
+    def _fail_waiting(self, worker: asyncio.Task) -> None:
+        """Once the worker has ended, for whatever reason, nobody waits for it in vain."""
+        if not worker.cancelled() and worker.exception() is not None:
+            logger.error("prediction worker ended", exc_info=worker.exception())
+        waiting = [self._held_over] if self._held_over else []
+        self._held_over = None
+        while not self.queue.empty():
+            waiting.append(self._take_nowait())
+        _settle(waiting, error=Unavailable(WORKER_STOPPED))
 
     async def close(self) -> None:
+        """Stop the worker; requests still waiting fail with Unavailable."""
         self.worker.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self.worker
+        self._fail_waiting(self.worker)
+
+
+def _settle(
+    jobs: list[Job], results: list | None = None, error: BaseException | None = None
+) -> None:
+    """Hand each job its slice of ``results`` (or ``error``), skipping callers that left."""
+    offset = 0
+    for reviews, future in jobs:
+        if not future.done():
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(results[offset : offset + len(reviews)])
+        offset += len(reviews)
 
 
 class BodySizeLimit:
-    """ASGI middleware: 413 for bodies over the limit, without reading them whole."""
+    """ASGI middleware: 413 for bodies over the limit on every route, without reading them
+    whole; uploads to the mounted UI are refused (it has no file input)."""
 
     def __init__(self, app: Callable, max_bytes: int) -> None:
         self.app, self.max_bytes = app, max_bytes
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/predict"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if route_path(scope).startswith(UI_UPLOAD_PATH):
+            detail = "file uploads are not accepted: the UI has no file input"
+            await JSONResponse({"detail": detail}, status_code=403)(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and not declared.isdigit():
@@ -175,6 +300,25 @@ class BodySizeLimit:
         await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
 
 
+def route_path(scope: dict) -> str:
+    """The path the app routes on: behind --root-path (a proxy prefix) ASGI servers put the
+    prefix in front of scope["path"] too."""
+    path, root = scope["path"], scope.get("root_path", "")
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
+def public_error(error: Exception) -> str:
+    """What users are told of a load failure; the detail (paths included) goes to the log."""
+    if isinstance(error, ModelError) and "not found" in str(error):
+        return "model file not found; run `dvc repro` (or `dvc pull`) first"
+    return "the model could not be loaded; the server log has the details"
+
+
+def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
+    """uvicorn.run keywords that follow the settings: the connection limit."""
+    return {"limit_concurrency": settings.max_connections}
+
+
 def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa: B008
     """The API; with settings.ui, the Gradio UI is mounted at /ui."""
     Review = Annotated[
@@ -196,13 +340,14 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             predictor = Predictor.load(settings.model_path)
             predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
             state["predictor"] = predictor
-            state["card"] = model_card(settings.model_path)
+            state["card"] = {**model_card(settings.model_path), "kernel": predictor.kernel}
             # The loaded TensorFlow/Keras objects never die; without this every full garbage
             # collection walks them all (tens of ms), and request traffic triggers many.
             gc.collect()
             gc.freeze()
         except Exception as error:  # noqa: BLE001 - reported by /health and /ready
-            state["error"] = str(error)
+            logger.exception("cannot load the model %s", settings.model_path)
+            state["error"] = public_error(error)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -216,6 +361,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
                     settings.threshold,
                     settings.max_batch,
                     settings.batch_wait_ms / 1000,
+                    settings.max_queued_reviews,
                 )
 
         starter = asyncio.create_task(start_batcher())
@@ -229,6 +375,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         description="Positive/negative sentiment of movie reviews, from the DVC-trained LSTM.",
         lifespan=lifespan,
     )
+    app.state.serving = state  # for tests and operators: the predictor, card and batcher
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -238,22 +385,45 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 
+    def serving() -> bool:
+        return "batcher" in state and state["batcher"].alive
+
+    def not_serving_reason() -> str:
+        if "batcher" in state:
+            return WORKER_STOPPED
+        return state["error"] or "model is loading; retry when /ready says 200"
+
     @app.get("/health")
     async def health() -> dict:
-        status = "ok" if "batcher" in state else "error" if state["error"] else "loading"
-        return {"status": status, "model": state["card"], "error": state["error"]}
+        if serving():
+            status, error = "ok", None
+        elif "batcher" in state or state["error"]:
+            status, error = "error", not_serving_reason()
+        else:
+            status, error = "loading", None
+        return {"status": status, "model": state["card"], "error": error}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
-        if "batcher" in state:
+        if serving():
             return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "error": state["error"]}, status_code=503)
+        return JSONResponse({"ready": False, "error": not_serving_reason()}, status_code=503)
 
     async def predict_reviews(reviews: list[str]) -> list[Prediction] | JSONResponse:
-        if "batcher" not in state:
-            detail = state["error"] or "model is loading; retry when /ready says 200"
-            return JSONResponse({"detail": detail}, status_code=503)
-        return await state["batcher"].predict(reviews)
+        if not serving():
+            return JSONResponse({"detail": not_serving_reason()}, status_code=503)
+        try:
+            return await state["batcher"].predict(reviews, settings.request_timeout_s)
+        except Unavailable as refusal:
+            headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else {}
+            return JSONResponse({"detail": refusal.detail}, status_code=503, headers=headers)
+        except asyncio.TimeoutError:
+            detail = f"no answer within {settings.request_timeout_s:g} s (request_timeout_s)"
+            return JSONResponse({"detail": detail}, status_code=504)
+        except Exception:  # noqa: BLE001 - logged by the batcher; users get no internals
+            return JSONResponse(
+                {"detail": "prediction failed; see the server log"}, status_code=500
+            )
 
     @app.post("/predict", response_model=PredictionOut)
     async def predict(review: ReviewIn) -> Any:
@@ -270,7 +440,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
     if settings.ui:
         from imdb_sentiment.ui import mount_ui
 
-        app = mount_ui(app, state, settings)
+        app = mount_ui(app, state, settings, UI_PATH)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app
 
@@ -280,4 +450,6 @@ def _out(prediction: Prediction) -> dict:
         "label": prediction.label,
         "probability_positive": prediction.probability_positive,
         "confidence": prediction.confidence,
+        "known_words": prediction.known_words,
+        "warning": NO_KNOWN_WORDS if prediction.known_words == 0 else None,
     }

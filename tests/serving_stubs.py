@@ -1,0 +1,29 @@
+"""A stand-in Predictor for serving tests: records batches and holds each until released."""
+
+from __future__ import annotations
+
+import threading
+
+from imdb_sentiment.predict import Prediction
+
+
+class BlockingPredictor:
+    kernel = "stub"
+
+    def __init__(self, fail: BaseException | None = None, hold: bool = True) -> None:
+        self.batches: list[list[str]] = []
+        self.started, self.release = threading.Event(), threading.Event()
+        self.fail = fail
+        if not hold:
+            self.release.set()
+
+    def warm_up(self, batch_sizes: object) -> None:
+        pass
+
+    def predict(self, reviews: list[str], threshold: float) -> list:
+        self.batches.append(list(reviews))
+        self.started.set()
+        self.release.wait(5)
+        if self.fail is not None:
+            raise self.fail
+        return [Prediction(review, "positive", 0.9, 0.9, 1) for review in reviews]
