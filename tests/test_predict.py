@@ -1,5 +1,7 @@
 import hashlib
 import json
+import threading
+import time
 import zipfile
 
 import numpy as np
@@ -9,7 +11,15 @@ import yaml
 
 from imdb_sentiment import inference, text
 from imdb_sentiment.model import build_classifier, build_end_to_end, load_model
-from imdb_sentiment.predict import ModelError, Predictor, model_card, verify_artifact
+from imdb_sentiment.predict import (
+    OCCLUSION_TURN_ROWS,
+    FairLock,
+    ModelError,
+    Predictor,
+    describe_architecture,
+    model_card,
+    verify_artifact,
+)
 
 REVIEWS = ["A great, wonderful film!", "Boring and awful. The worst.", "plot " * 100]
 
@@ -120,3 +130,101 @@ def test_model_card_tells_whether_the_file_is_the_one_dvc_lock_recorded(tmp_path
 def test_reviews_without_any_token_get_a_finite_probability(predictor):
     for prediction in predictor.predict(["!!!", "<br /><br />", "..."]):
         assert 0.0 < prediction.probability_positive < 1.0
+
+
+@pytest.mark.parametrize(("word", "sign"), [("superb", 1), ("awful", -1)])
+def test_word_influence_points_the_way_of_an_independent_occlusion(predictor, word, sign):
+    review = f"the film was {word} and the plot"
+    influence = dict(predictor.word_influence(review))[word]
+    # The same occlusion computed through Keras on the ids, not through the serving kernel
+    ids = predictor.encoder.encode([review])
+    occluded = ids.copy()
+    occluded[ids == predictor.encoder.encode([word])[0][-1]] = text.PAD_ID
+    full, without = predictor.classifier.predict_on_batch(np.concatenate([ids, occluded]))[:, 0]
+    assert np.sign(influence) == sign == np.sign(full - without)
+    assert influence == pytest.approx(full - without, abs=1e-4)
+
+
+def test_word_influence_hands_the_lock_over_in_turns(predictor, monkeypatch):
+    turns = []
+    lock = predictor._lock
+    monkeypatch.setattr(predictor, "_lock", CountingLock(lock, turns))
+    words = predictor.word_influence(" ".join(["plot"] * 40))
+    kept = sum(1 for _ in words)
+    assert len(turns) >= (min(kept, predictor.encoder.max_length) + 1) // OCCLUSION_TURN_ROWS
+
+
+class CountingLock:
+    def __init__(self, lock, turns: list) -> None:
+        self.lock, self.turns = lock, turns
+
+    def __enter__(self) -> None:
+        self.turns.append(1)
+        self.lock.acquire()
+
+    def __exit__(self, *exc_info) -> None:
+        self.lock.release()
+
+
+def test_the_fair_lock_serves_waiters_in_arrival_order():
+    lock, order = FairLock(), []
+    lock.acquire()
+    threads = []
+    for number in range(5):
+        thread = threading.Thread(
+            target=lambda n=number: (lock.acquire(), order.append(n), lock.release())
+        )
+        thread.start()
+        threads.append(thread)
+        deadline = time.monotonic() + 5
+        while len(lock._waiters) < number + 1:  # each waits in turn before the next asks
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+    lock.release()
+    for thread in threads:
+        thread.join(5)
+    assert order == [0, 1, 2, 3, 4] and not lock._held
+
+
+def test_predictions_count_known_words(predictor):
+    known, unknown = predictor.predict(["great film zzzunknownzzz", "!!! ???"])
+    assert (known.known_words, unknown.known_words) == (2, 0)
+
+
+def test_model_card_describes_the_network_of_its_params():
+    params = {
+        "train.lstm_units": 64,
+        "train.lstm_layers": 1,
+        "train.bidirectional": False,
+        "train.pair_vocab_size": 50000,
+        "train.triple_vocab_size": 0,
+        "train.ensemble_size": 3,
+        "train.distill": True,
+    }
+    assert describe_architecture(params) == (
+        "one-direction LSTM (1 x 64 units) over words and word pairs, distilled from 3 teachers"
+    )
+    single = {**params, "train.bidirectional": True, "train.pair_vocab_size": 0}
+    assert describe_architecture({**single, "train.ensemble_size": 1}) == (
+        "bidirectional LSTM (1 x 64 units) over words"
+    )
+    assert describe_architecture({**single, "train.distill": False}).endswith(
+        "average of 3 networks"
+    )
+
+
+def test_model_card_reads_the_params_dvc_lock_recorded(tmp_path):
+    (tmp_path / "models").mkdir()
+    model = tmp_path / "models" / "end_to_end.keras"
+    model.write_bytes(b"model bytes")
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"lstm_units": 999}}))
+    lock = {
+        "stages": {
+            "preprocess": {"params": {"params.yaml": {"preprocess.vocab_size": 10}}},
+            "train": {"params": {"params.yaml": {"train.lstm_units": 7}}},
+        }
+    }
+    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
+    card = model_card(model)
+    assert card["params"] == {"preprocess.vocab_size": 10, "train.lstm_units": 7}
+    assert card["sha256"] == hashlib.sha256(b"model bytes").hexdigest()

@@ -92,7 +92,7 @@ def test_a_request_past_its_deadline_times_out_and_is_never_scored():
         batcher = serve.MicroBatcher(predictor, 0.5, max_batch=4, max_wait_s=0)
         first = asyncio.create_task(batcher.predict(["first"]))
         await scoring_started(predictor)
-        with pytest.raises(asyncio.TimeoutError):
+        with pytest.raises(TimeoutError):
             await batcher.predict(["given up"], timeout_s=0.05)
         predictor.release.set()
         await first

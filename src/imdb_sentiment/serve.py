@@ -19,9 +19,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
@@ -180,7 +182,7 @@ class MicroBatcher:
                     job = await asyncio.wait_for(self._take(), remaining)
                 else:
                     job = self._take_nowait()
-            except asyncio.TimeoutError:  # not the built-in TimeoutError before Python 3.11
+            except TimeoutError:  # asyncio has its own before 3.11, which pyproject excludes
                 break
             if size + len(job[0]) > self.max_batch:
                 self._held_over = job
@@ -393,6 +395,14 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             return WORKER_STOPPED
         return state["error"] or "model is loading; retry when /ready says 200"
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        if isinstance(error.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body"
+            position = error.__cause__.start
+            message = f"the request body is not valid UTF-8 (bad byte at offset {position})"
+            return JSONResponse({"detail": [{"field": "body", "message": message}]}, 400)
+        return await http_exception_handler(request, error)
+
     @app.get("/health")
     async def health() -> dict:
         if serving():
@@ -417,7 +427,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         except Unavailable as refusal:
             headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else {}
             return JSONResponse({"detail": refusal.detail}, status_code=503, headers=headers)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             detail = f"no answer within {settings.request_timeout_s:g} s (request_timeout_s)"
             return JSONResponse({"detail": detail}, status_code=504)
         except Exception:  # noqa: BLE001 - logged by the batcher; users get no internals

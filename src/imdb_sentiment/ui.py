@@ -83,13 +83,13 @@ def highlight(influences: list[tuple[str, float]]) -> str:
 def describe(card: dict | None) -> str:
     """The header's line on the model, from the model card that /health serves too."""
     card = card or {}
-    parts = [card.get("architecture") or "An LSTM classifier", "trained by the DVC pipeline"]
+    architecture = card.get("architecture") or "an LSTM classifier"
+    line = f"{architecture[0].upper()}{architecture[1:]}. Trained by the DVC pipeline"
     if card.get("train_reviews"):
-        parts.append(f"on {card['train_reviews']:,} reviews")
-    line = " ".join(parts)
+        line += f" on {card['train_reviews']:,} reviews"
     if card.get("test_accuracy") is not None:
         line += f"; test accuracy {card['test_accuracy']:.1%}"
-    return line[0].upper() + line[1:] + "."
+    return line + "."
 
 
 def build_ui(state: dict[str, Any], settings: Any) -> gr.Blocks:
