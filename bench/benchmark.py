@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
@@ -261,7 +261,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ["IMDB_ARCHIVE"] = str(args.archive.resolve())
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     runs = REPO_ROOT / "bench" / "runs" / stamp
     runs.mkdir(parents=True)
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())

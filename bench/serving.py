@@ -10,6 +10,9 @@
    takes little of the two cores from the server; for --seconds. Without wrk (or with
    --load-generator httpx) an asyncio httpx client sends --requests requests (at most
    --seconds), at a cost of about as much CPU per request as the server's.
+4. with --ui-clicks, the same load test again while a script clicks the UI's Analyse button
+   (through Gradio's client, as the page does) on a --ui-review-words long review, over and
+   over: the API's latency under UI load.
 Writes bench/serving.json and prints a markdown table.
 """
 
@@ -25,7 +28,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -129,12 +135,40 @@ async def httpx_load_test(
     }
 
 
-def start_server(model: Path) -> tuple[subprocess.Popen, str]:
+@contextmanager
+def ui_clicker(base: str, review: str) -> Iterator[dict]:
+    """Click Analyse on ``review`` again and again until the block ends; yields the counts."""
+    from gradio_client import Client
+
+    client = Client(f"{base}/ui/", verbose=False)
+    counts, stop = {"clicks": 0, "errors": 0, "seconds": []}, threading.Event()
+
+    def click() -> None:
+        while not stop.is_set():
+            started = time.perf_counter()
+            try:
+                client.predict(review, api_name="/analyse")
+                counts["clicks"] += 1
+                counts["seconds"].append(time.perf_counter() - started)
+            except Exception:  # noqa: BLE001 - counted, the soak goes on
+                counts["errors"] += 1
+
+    thread = threading.Thread(target=click, daemon=True)
+    thread.start()
+    try:
+        yield counts
+    finally:
+        stop.set()
+        thread.join(60)
+
+
+def start_server(model: Path, ui: bool = False) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-ui", "--no-access-log"]
+    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-access-log"]
     command += ["--model", str(model), "--port", str(port)]
+    command += [] if ui else ["--no-ui"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
@@ -163,6 +197,8 @@ def main() -> int:
         choices=["wrk", "httpx"],
         default="wrk" if shutil.which("wrk") else "httpx",
     )
+    parser.add_argument("--ui-clicks", action="store_true", help="repeat under UI clicks")
+    parser.add_argument("--ui-review-words", type=int, default=600)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/serving.json")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -171,19 +207,31 @@ def main() -> int:
     reviews = table["text"].sample(frac=1.0, random_state=0).tolist()
     report = {"model": str(args.model), "cores": os.cpu_count()}
     report["in_process"] = in_process(args.model, reviews, args.single_runs, args.batch_reviews)
-    server, base = start_server(args.model)
-    try:
+
+    def load_test(base: str) -> dict:
         if args.load_generator == "wrk":
-            report["api"] = wrk_load_test(base, reviews, args.clients, args.seconds)
-        else:
-            report["api"] = asyncio.run(
-                httpx_load_test(base, reviews, args.clients, args.requests, args.seconds)
+            return wrk_load_test(base, reviews, args.clients, args.seconds)
+        return asyncio.run(
+            httpx_load_test(base, reviews, args.clients, args.requests, args.seconds)
+        )
+
+    server, base = start_server(args.model, ui=args.ui_clicks)
+    try:
+        report["api"] = load_test(base)
+        if args.ui_clicks:
+            long_review = " ".join(" ".join(reviews[:50]).split()[: args.ui_review_words])
+            with ui_clicker(base, long_review) as clicks:
+                report["api_with_ui_clicks"] = load_test(base)
+            seconds = clicks.pop("seconds")
+            clicks["median_click_seconds"] = (
+                round(statistics.median(seconds), 2) if seconds else None
             )
+            report["api_with_ui_clicks"]["ui"] = {**clicks, "review_words": args.ui_review_words}
     finally:
         server.terminate()
         server.wait(30)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    ip, api = report["in_process"], report["api"]
+    ip = report["in_process"]
     rows = [
         ("model load and warm-up", f"{ip['warm_up_seconds']} s"),
         (
@@ -194,12 +242,27 @@ def main() -> int:
             f"batch prediction, {ip['batch_reviews']} reviews",
             f"{ip['batch_reviews_per_second']} reviews/s",
         ),
-        (
-            f"API, {api['clients']} clients ({api['load_generator']}), {api['requests']} requests",
-            f"p50 {api['p50_ms']} ms, p99 {api['p99_ms']} ms, {api['errors']} errors, "
-            f"{api['requests_per_second']} req/s",
-        ),
     ]
+    for name, title in (("api", "API"), ("api_with_ui_clicks", "API under UI clicks")):
+        if name in report:
+            api = report[name]
+            rows.append(
+                (
+                    f"{title}, {api['clients']} clients ({api['load_generator']}), "
+                    f"{api['requests']} requests",
+                    f"p50 {api['p50_ms']} ms, p99 {api['p99_ms']} ms, {api['errors']} errors, "
+                    f"{api['requests_per_second']} req/s",
+                )
+            )
+    if "api_with_ui_clicks" in report:
+        ui = report["api_with_ui_clicks"]["ui"]
+        rows.append(
+            (
+                f"UI clicks meanwhile ({ui['review_words']}-word review)",
+                f"{ui['clicks']} clicks, {ui['errors']} errors, "
+                f"median {ui['median_click_seconds']} s",
+            )
+        )
     print("| measure | value |\n|---|---|")
     for label, value in rows:
         print(f"| {label} | {value} |")

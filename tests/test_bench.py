@@ -4,11 +4,13 @@ wrk load generator against the tiny model."""
 import json
 import os
 import shutil
+import sys
+import time
 
 import pytest
 import yaml
 
-from bench import ablation, benchmark, serving
+from bench import ablation, benchmark, serving, soak
 from stages import preprocess, train
 
 # CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
@@ -134,3 +136,28 @@ def test_baseline_does_not_follow_the_pipelines_optimiser_settings():
     )
     assert benchmark.baseline_params(retuned, 2) == benchmark.baseline_params(committed, 2)
     assert benchmark.baseline_params(committed, 2)["train"]["learning_rate"] == 0.002
+
+
+def test_ui_clicker_clicks_analyse_through_gradios_client(live_server):
+    with serving.ui_clicker(live_server, "a great film " * 20) as clicks:
+        deadline = time.monotonic() + 60
+        while clicks["clicks"] < 2:
+            assert time.monotonic() < deadline and clicks["errors"] == 0
+            time.sleep(0.1)
+    assert clicks["errors"] == 0 and len(clicks["seconds"]) == clicks["clicks"]
+
+
+def test_soak_runs_bounded_and_reports_each_minute(pipeline_run, tmp_path, monkeypatch):
+    reviews = tmp_path / "reviews.csv"
+    reviews.write_text("text\nA fine film.\nDull and long.\nThe best acting of the year.\n")
+    out = tmp_path / "soak.json"
+    argv = ["soak.py", "--model", str(pipeline_run / "models/end_to_end.keras")]
+    argv += ["--reviews", str(reviews), "--minutes", "0.1", "--clients", "3", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    started = time.monotonic()
+    assert soak.main() == 0
+    report = json.loads(out.read_text())
+    assert time.monotonic() - started < 120
+    (minute,) = report["minutes"]
+    assert minute["requests"] > 0 and minute["errors"] == 0 and minute["rss_mb"] > 0
+    assert minute["given_up"] >= 1 and report["ui_clicks"] >= 1 and report["server_alive_at_end"]
