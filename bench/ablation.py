@@ -1,11 +1,14 @@
 """Train variants of params.yaml and record validation accuracy and minutes (no test set).
 
-    python bench/ablation.py --variants bench/ablations.yaml --results bench/ablation.jsonl
+    python bench/ablation.py --round round5     # bench/rounds/round5/ablations.yaml
 
-Each variant overrides keys of params.yaml (the base params). Preprocessing runs once per
-distinct preprocess section (reading data/raw from `dvc repro download`); every variant trains into
-bench/runs/ablation/. Results are appended to bench/ablation.jsonl as they finish, and
-bench/ablation.md is rewritten from all recorded rows.
+Each round of the accuracy journal (docs/accuracy-journal.md) has a folder in bench/rounds/:
+its variants (ablations.yaml), their results as recorded (ablation.jsonl) and the table made
+from them (ablation.md). Without --round, the newest round runs. Each variant overrides keys of
+params.yaml (the base params). Preprocessing runs once per distinct preprocess section (reading
+data/raw from `dvc repro download`); every variant trains into bench/runs/ablation/. Results
+are appended to the round's ablation.jsonl as they finish, and its ablation.md is rewritten
+from all recorded rows.
 """
 
 from __future__ import annotations
@@ -24,6 +27,20 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from imdb_sentiment.params import load_stage_params  # noqa: E402
 from stages import preprocess, train  # noqa: E402
+
+ROUNDS_DIR = REPO_ROOT / "bench" / "rounds"
+
+
+def round_folder(name: str | None = None) -> Path:
+    """bench/rounds/<name>, or the newest round (highest number) without a name."""
+    if name is None:
+        rounds = [p for p in ROUNDS_DIR.iterdir() if (p / "ablations.yaml").is_file()]
+        return max(rounds, key=lambda p: int("".join(c for c in p.name if c.isdigit()) or 0))
+    folder = ROUNDS_DIR / name
+    if not (folder / "ablations.yaml").is_file():
+        known = sorted(p.name for p in ROUNDS_DIR.iterdir())
+        raise SystemExit(f"no {folder / 'ablations.yaml'}; rounds: {', '.join(known)}")
+    return folder
 
 
 def merged_params(overrides: dict) -> dict:
@@ -86,20 +103,15 @@ def write_table(rows: list[dict], path: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--variants", type=Path, default=REPO_ROOT / "bench/ablations.yaml")
+    parser.add_argument("--round", help="a folder of bench/rounds (default: the newest)")
     parser.add_argument("--raw", type=Path, default=REPO_ROOT / "data/raw")
     parser.add_argument("--only", nargs="*", help="run only these variant names")
-    parser.add_argument(
-        "--results",
-        type=Path,
-        default=REPO_ROOT / "bench/ablation.jsonl",
-        help="rows are appended here; the markdown table is written beside it (.md)",
-    )
     args = parser.parse_args()
-    variants = yaml.safe_load(args.variants.read_text())
+    folder = round_folder(args.round)
+    variants = yaml.safe_load((folder / "ablations.yaml").read_text())
     scratch = REPO_ROOT / "bench/runs/ablation"
     scratch.mkdir(parents=True, exist_ok=True)
-    results = args.results
+    results = folder / "ablation.jsonl"  # rows are appended; the .md table is written beside it
     for name, overrides in variants.items():
         if args.only and name not in args.only:
             continue

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import random
 import sys
@@ -45,12 +46,13 @@ def server_rss_mb(pid: int) -> float:
 class Minutes:
     """Latencies, requests, errors and given-up requests, one bucket per minute."""
 
-    def __init__(self) -> None:
+    def __init__(self, minutes: float) -> None:
         self.started = time.monotonic()
+        self.last = max(math.ceil(minutes) - 1, 0)  # requests still in flight at the end count here
         self.buckets: list[dict] = []
 
     def bucket(self) -> dict:
-        minute = int((time.monotonic() - self.started) // 60)
+        minute = min(int((time.monotonic() - self.started) // 60), self.last)
         while len(self.buckets) <= minute:
             self.buckets.append({"latencies_ms": [], "errors": 0, "given_up": 0})
         return self.buckets[minute]
@@ -96,7 +98,7 @@ async def sample_memory(pid: int, minutes: Minutes, deadline: float) -> None:
 
 
 async def soak(base: str, pid: int, reviews: list[str], args: argparse.Namespace) -> Minutes:
-    minutes = Minutes()
+    minutes = Minutes(args.minutes)
     deadline = time.monotonic() + args.minutes * 60
     budget = {"left": args.max_requests, "deadline": deadline, "clients": []}
     limits = httpx.Limits(max_connections=args.clients)

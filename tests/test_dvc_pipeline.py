@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import os
 import re
 import shutil
@@ -74,7 +75,7 @@ class Project:
         root.mkdir()
         for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
             shutil.copy(REPO_ROOT / name, root / name)
-        for folder in ("stages", "src"):
+        for folder in ("stages", "src", "plots/templates"):
             shutil.copytree(
                 REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
             )
@@ -144,3 +145,31 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
     with open(project.root / PACKAGE_DIR / "evaluation.py", "a") as module:
         module.write("\n# an edit\n")  # train reads it too: it scores the ensemble's validation
     assert project.repro() == ["train", "evaluate"]
+
+
+@pytest.mark.integration
+def test_a_forced_retrain_keeps_dvc_lock_and_exp_show_and_plots_read_well(tmp_path):
+    project = Project(tmp_path / "project")
+    archive = tmp_path / "tiny.tar.gz"
+    project.set_params(tiny_params(archive, make_archive(archive)))
+    project.repro()
+    lock = (project.root / "dvc.lock").read_bytes()
+    project.run("dvc", "repro", "-f", "-s", "train")  # the same weights again: the same bytes
+    assert RAN.findall(project.run("dvc", "repro")) == []  # so evaluate has nothing to redo
+    assert (project.root / "dvc.lock").read_bytes() == lock
+    project.run("git", "add", "-A")
+    project.run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "run")
+
+    project.env["COLUMNS"] = "120"
+    table = project.run("dvc", "exp", "show", "--no-pager")
+    header = next(line for line in table.splitlines() if "Experiment" in line)
+    metric_columns = header.split()[2:]  # after Experiment, Created
+    assert "accuracy" in metric_columns[:5], table
+
+    rendered = json.loads(project.run("dvc", "plots", "show", "--json"))
+    assert "errors" not in rendered, rendered.get("errors")
+    declared = [next(iter(p)) if isinstance(p, dict) else p for p in DVC_YAML["plots"]]
+    assert set(rendered["data"]) == set(declared)
+    assert all(rendered["data"][name] for name in declared)
+    confusion = rendered["data"]["Confusion matrix"][0]["content"]["data"]["values"]
+    assert {row["actual"] for row in confusion} == {"negative", "positive"}

@@ -30,7 +30,11 @@ def test_curves_are_thinned_but_keep_their_ends():
 
 def test_confusion_rows_one_per_review():
     rows = evaluation.confusion_rows(np.array([0, 1, 1]), np.array([0.7, 0.9, 0.1]), 0.5)
-    assert rows.values.tolist() == [[0, 1], [1, 1], [1, 0]]
+    assert rows.values.tolist() == [
+        ["negative", "positive"],
+        ["positive", "positive"],
+        ["positive", "negative"],
+    ]
 
 
 def test_confident_errors_are_the_most_confident_wrong_ones():

@@ -1,4 +1,6 @@
 import io
+import json
+import time
 import zipfile
 
 import h5py
@@ -247,3 +249,19 @@ def test_view_branches_refuses_other_models():
     assert model.view_branches(words) is None
     members = [model.build_classifier(30, 4, 3, 1, False, 0.0, name=f"m{n}") for n in (1, 2)]
     assert model.view_branches(model.average_members(members)) is None
+
+
+def test_two_saves_of_one_model_are_byte_identical_and_still_load(tmp_path):
+    classifier = model.build_classifier(20, 4, 4, 1, False, 0.0)
+    paths = [tmp_path / "a.keras", tmp_path / "b.keras"]
+    for path in paths:
+        model.save_model(classifier, path)
+        time.sleep(1.1)  # the zip timestamps Keras writes have two-second steps
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    with zipfile.ZipFile(paths[0]) as archive:
+        metadata = json.loads(archive.read("metadata.json"))
+        assert {info.date_time for info in archive.infolist()} == {model.ZIP_EPOCH}
+    assert metadata["keras_version"] == keras.__version__
+    loaded = model.load_model(paths[0])
+    ids = np.array([[0, 2, 3, 4]], np.int32)
+    assert np.array_equal(loaded(ids).numpy(), classifier(ids).numpy())

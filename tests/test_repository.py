@@ -1,9 +1,11 @@
 """Repository-level promises: CI runs the README's test command; no data in git; the
-README's parameter table shows the committed defaults."""
+parameter reference shows the committed defaults; the README is short and every link in the
+docs resolves."""
 
 import re
 import subprocess
 
+import pytest
 import yaml
 
 from tests.conftest import REPO_ROOT
@@ -34,11 +36,10 @@ def test_no_dataset_or_model_files_are_tracked():
     assert too_big == []
 
 
-def test_readme_parameter_table_shows_every_committed_default():
+def test_parameter_reference_shows_every_committed_default():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    rows = dict(
-        re.findall(r"^\| `(\w+\.\w+)` \| ([^|]+?) \|", (REPO_ROOT / "README.md").read_text(), re.M)
-    )
+    reference = (REPO_ROOT / "docs/parameters.md").read_text()
+    rows = dict(re.findall(r"^\| `(\w+\.\w+)` \| ([^|]+?) \|", reference, re.M))
     for section, values in params.items():
         for key, value in values.items():
             if section == "download":  # the URL and hash are described, not quoted
@@ -46,7 +47,9 @@ def test_readme_parameter_table_shows_every_committed_default():
                 continue
             shown = rows[f"{section}.{key}"].strip("`")
             expected = str(value).lower() if isinstance(value, bool) else str(value)
-            assert shown == expected, f"README shows {section}.{key} = {shown}, params.yaml {value}"
+            assert shown == expected, (
+                f"docs/parameters.md shows {section}.{key} = {shown}, params.yaml {value}"
+            )
 
 
 def test_pyproject_admits_only_the_python_the_pins_were_made_for():
@@ -56,3 +59,21 @@ def test_pyproject_admits_only_the_python_the_pins_were_made_for():
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     assert re.search(rf'requires-python = ">={re.escape(pins_python.group(1))}"', pyproject)
     assert f'target-version = "py{pins_python.group(1).replace(".", "")}"' in pyproject
+
+
+DOCS = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+LINK = re.compile(r"\]\((?!https?://|mailto:)([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def test_readme_is_short_and_every_docs_page_says_what_it_is_for():
+    assert len((REPO_ROOT / "README.md").read_text().splitlines()) <= 250
+    for page in DOCS[1:]:
+        opening = page.read_text().split("\n\n")[1]
+        assert opening.startswith("What this page is for:"), page.name
+
+
+@pytest.mark.parametrize("page", DOCS, ids=lambda p: p.name)
+def test_every_link_to_a_repository_file_resolves(page):
+    targets = LINK.findall(page.read_text())
+    missing = [t for t in targets if not (page.parent / t).exists()]
+    assert missing == [], f"{page.name} links to missing files: {missing}"

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
+from imdb_sentiment.text import LABEL_NAMES
+
 CURVE_POINTS = 1000  # keeps the committed plot files small
 
 
@@ -52,9 +54,11 @@ def _thin(curve: pd.DataFrame) -> pd.DataFrame:
 
 
 def confusion_rows(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> pd.DataFrame:
-    """One (actual, predicted) row per review, 1 = positive (DVC's confusion template counts)."""
+    """One (actual, predicted) row per review, by label name (DVC's confusion template counts
+    rows, and labels its axes with the values)."""
+    names = np.array(LABEL_NAMES)
     predicted = (probabilities >= threshold).astype(int)
-    return pd.DataFrame({"actual": labels.astype(int), "predicted": predicted})
+    return pd.DataFrame({"actual": names[labels.astype(int)], "predicted": names[predicted]})
 
 
 def confident_errors(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -316,3 +319,30 @@ def load_model(path: Path) -> keras.Model:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model not found; run `dvc repro` first")
     return keras.saving.load_model(path, safe_mode=True)
+
+
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
+
+
+def save_model(model: keras.Model, path: Path) -> None:
+    """``model.save(path)``, with bytes that depend on the model alone.
+
+    Keras stamps the archive with the save time (``date_saved`` in metadata.json, and each zip
+    entry's time), so the same weights would give a new file, a new DVC cache entry and a new
+    sha256 on every retrain. Here the stamp is the fixed zip epoch; the Keras version stays.
+    """
+    path = Path(path)
+    model.save(path)
+    with zipfile.ZipFile(path) as saved:
+        entries = [(info, saved.read(info)) for info in saved.infolist()]
+    scratch = path.with_name(f".{path.name}.normalising")
+    with zipfile.ZipFile(scratch, "w") as normalised:
+        for info, data in entries:
+            if info.filename == "metadata.json":
+                metadata = json.loads(data)
+                metadata["date_saved"] = "1980-01-01@00:00:00"
+                data = json.dumps(metadata).encode()
+            stamped = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            stamped.compress_type, stamped.external_attr = info.compress_type, info.external_attr
+            normalised.writestr(stamped, data)
+    os.replace(scratch, path)

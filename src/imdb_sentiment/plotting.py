@@ -24,10 +24,13 @@ def _save(figure: plt.Figure, path: Path) -> None:
     plt.close(figure)
 
 
-def training_curves(histories: dict[str, pd.DataFrame], path: Path) -> None:
-    """Loss and accuracy per epoch, train against validation, for each ensemble member."""
+def training_curves(
+    histories: dict[str, pd.DataFrame], path: Path, metrics: tuple[str, str] = ("loss", "accuracy")
+) -> None:
+    """Two charts (by default loss, then accuracy) per epoch, train against validation, for
+    each ensemble member; ``metrics`` names the history columns (validation: ``val_`` + name)."""
     figure, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
-    for axis, metric in zip(axes, ("loss", "accuracy"), strict=True):
+    for axis, metric in zip(axes, metrics, strict=True):
         for name, history in histories.items():
             suffix = f" ({name})" if len(histories) > 1 else ""
             train = axis.plot(history["epoch"], history[metric], marker="o", label=f"train{suffix}")

@@ -27,7 +27,6 @@ from imdb_sentiment.inference import length_buckets, predict_probabilities, sele
 from imdb_sentiment.model import load_model
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
-LABELS = ("negative", "positive")
 NO_KNOWN_WORDS = "no word of this review is in the model's vocabulary: the label is a guess"
 # Occluded variants scored per turn of the lock: ~10 ms of the kernel at 600 tokens, the most
 # an API request waits behind a UI click
@@ -182,7 +181,7 @@ def _prediction(review: str, probability: float, threshold: float, known: int) -
     positive = probability >= threshold
     return Prediction(
         text=review,
-        label=LABELS[int(positive)],
+        label=text.LABEL_NAMES[int(positive)],
         probability_positive=round(probability, 6),
         confidence=round(probability if positive else 1.0 - probability, 6),
         known_words=known,

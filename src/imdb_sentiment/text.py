@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from imdb_sentiment.fileio import write_json
 
+LABEL_NAMES = ("negative", "positive")  # what labels 0 and 1 mean, everywhere
 PAD_ID = 0
 OOV_ID = 1
 RESERVED_IDS = 2  # padding and out-of-vocabulary come before the first word

@@ -1,0 +1,226 @@
+"""The training orchestration (imdb_sentiment.training): members, teachers, students,
+averaging and naming, on the tiny pipeline's prepared data."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from imdb_sentiment import dataset, model, ngrams, text, training
+from imdb_sentiment.model import load_model
+from imdb_sentiment.params import ParamsError
+from stages import train
+
+
+def train_params(pipeline_run) -> dict:
+    return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
+
+
+def train_briefly(
+    pipeline_run, out, ensemble_size: int, distill: bool = False, **overrides
+) -> None:
+    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/).
+
+    One epoch unless ``overrides`` says otherwise.
+    """
+    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
+    values.update({"max_epochs": 1, **overrides})
+    prepared = pipeline_run / "data/prepared"
+    train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
+
+
+def assert_saved_as_the_average_of(pipeline_run, out, names: list[str]) -> None:
+    """The model saved in ``out`` averages members so named, of different seeds, and
+    ``out``/t.json reports the average's validation accuracy."""
+    saved = load_model(out / "models/classifier.keras")
+    members = model.ensemble_members(saved)
+    assert [member.name for member in members] == names
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    each = [member(x).numpy().reshape(-1) for member in members]
+    assert not np.allclose(each[0], each[1])  # different seeds
+    averaged = saved(x).numpy().reshape(-1)
+    assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
+    summary = json.loads((out / "t.json").read_text())
+    assert summary["val_accuracy"] == round(float(np.mean((averaged >= 0.5) == y)), 4)
+
+
+def test_saved_model_averages_different_members_and_reports_its_validation(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2)
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1", "member_2"]
+    assert_saved_as_the_average_of(pipeline_run, tmp_path, ["member_1", "member_2"])
+
+
+def test_one_member_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1)
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    assert classifier.name == "lstm_classifier"
+    assert model.ensemble_members(classifier) == [classifier]
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1"] and summary["epochs_run"] == 1
+    assert summary["val_accuracy"] == summary["members"]["member_1"]["best_val_accuracy"]
+
+
+@pytest.fixture
+def targets_seen(monkeypatch) -> dict[str, np.ndarray]:
+    """The training targets each member of the next train run is given, by member name."""
+    seen = {}
+    train_member = training.train_member
+
+    def recording(params, number, vocabularies, data, validation):
+        member = train_member(params, number, vocabularies, data, validation)
+        seen[member.name] = data[1]
+        return member
+
+    monkeypatch.setattr(training, "train_member", recording)
+    return seen
+
+
+def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
+    pipeline_run, tmp_path, targets_seen
+):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True)
+
+    summary = json.loads((tmp_path / "t.json").read_text())
+    assert list(summary["members"]) == ["member_1", "member_2", "student"]
+    assert [m["seed"] for m in summary["members"].values()] == [42, 43, 44]
+    assert summary["val_accuracy"] == summary["members"]["student"]["best_val_accuracy"]
+    student = load_model(tmp_path / "models/classifier.keras")
+    assert student.name == "lstm_classifier" and model.ensemble_members(student) == [student]
+
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    assert np.array_equal(targets_seen["member_1"], y)
+    soft = targets_seen["student"]
+    assert soft.shape == y.shape and not np.isin(soft, (0.0, 1.0)).all()
+    # The teachers, retrained the same way, give back the student's targets.
+    teachers = tmp_path / "teachers"
+    train_briefly(pipeline_run, teachers, ensemble_size=2)
+    ensemble = load_model(teachers / "models/classifier.keras")
+    assert np.allclose(soft, ensemble(x).numpy().reshape(-1), atol=1e-5)
+    # "accuracy" against soft targets is agreement with the teachers, not a 0/1 comparison.
+    student_history = pd.read_csv(tmp_path / "plots/history/student.csv")
+    assert student_history.accuracy.iloc[0] > 0.3
+
+
+def test_several_students_learn_the_same_targets_and_are_saved_as_their_average(
+    pipeline_run, tmp_path, targets_seen
+):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True, students=2)
+
+    summary = json.loads((tmp_path / "t.json").read_text())
+    names = ["member_1", "member_2", "student_1", "student_2"]
+    assert list(summary["members"]) == names
+    assert [m["seed"] for m in summary["members"].values()] == [42, 43, 44, 45]
+    assert sorted(path.stem for path in (tmp_path / "plots/history").iterdir()) == names
+    assert np.array_equal(targets_seen["student_1"], targets_seen["student_2"])
+    assert not np.isin(targets_seen["student_1"], (0.0, 1.0)).all()
+    assert_saved_as_the_average_of(pipeline_run, tmp_path, ["student_1", "student_2"])
+
+
+def test_students_without_distill_change_nothing(pipeline_run, tmp_path):
+    for students in (1, 3):
+        train_briefly(pipeline_run, tmp_path / str(students), ensemble_size=2, students=students)
+    summaries = [json.loads((tmp_path / f"{n}/t.json").read_text()) for n in (1, 3)]
+    assert list(summaries[1]["members"]) == ["member_1", "member_2"]
+    assert summaries[0]["members"] == summaries[1]["members"]
+
+
+@pytest.mark.parametrize(
+    ("distill", "expected_epochs"),
+    [(True, {"member_1": 1, "member_2": 1, "student": 3}), (False, {"member_1": 3, "member_2": 3})],
+)
+def test_teacher_max_epochs_bounds_only_the_teachers_of_a_student(
+    pipeline_run, tmp_path, distill, expected_epochs
+):
+    # Patience above max_epochs: every classifier runs to its limit, whatever its losses.
+    train_briefly(
+        pipeline_run,
+        tmp_path,
+        ensemble_size=2,
+        distill=distill,
+        max_epochs=3,
+        teacher_max_epochs=1,
+        early_stopping_patience=5,
+    )
+    members = json.loads((tmp_path / "t.json").read_text())["members"]
+    assert {name: member["epochs_run"] for name, member in members.items()} == expected_epochs
+
+
+def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_run, tmp_path):
+    values = train_params(pipeline_run)
+    assert values["pair_vocab_size"] > 0  # the default: the tiny run trained a two-view model
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    saved = load_model(pipeline_run / "models/classifier.keras")
+    saved_pairs = model.view_branches(saved)[1][0]
+    kept = ngrams.build_ngram_vocabulary(x, words, values["pair_vocab_size"], 2)
+    assert np.array_equal(saved_pairs.vocabulary, kept) and len(kept) > 10
+
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=0, triple_vocab_size=0)
+    words_only = load_model(tmp_path / "models/classifier.keras")
+    assert model.view_branches(words_only) is None
+    assert not any(isinstance(layer, ngrams.WordNgrams) for layer in words_only.layers)
+
+
+def test_triple_vocab_size_adds_a_triples_branch(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, ensemble_size=1, pair_vocab_size=60, triple_vocab_size=40)
+    saved = load_model(tmp_path / "models/classifier.keras")
+    views = model.view_branches(saved)
+    assert [branch.name for _, branch in views] == ["words", "pairs", "triples"]
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    triples = views[2][0]
+    assert triples.n == 3 and triples.vocab_size == 40
+    assert np.array_equal(triples.vocabulary, ngrams.build_ngram_vocabulary(x, words, 40, 3))
+    end_to_end = load_model(tmp_path / "models/end_to_end.keras")
+    assert sum(isinstance(layer, ngrams.WordNgrams) for layer in end_to_end.layers[-1].layers) == 2
+
+
+@pytest.mark.parametrize("key", ["pair_vocab_size", "triple_vocab_size"])
+@pytest.mark.parametrize("size", [1, 2])
+def test_ngram_vocab_size_too_small_for_one_ngram_is_refused(pipeline_run, tmp_path, size, key):
+    with pytest.raises(ParamsError, match=f"train.{key} = {size} is out of range"):
+        train_briefly(pipeline_run, tmp_path, ensemble_size=1, **{key: size})
+    assert not (tmp_path / "models").exists()
+
+
+def history(loss_name: str) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "epoch": [1, 2],
+            "accuracy": [0.8, 0.9],
+            loss_name: [1.1, 0.4],
+            "val_accuracy": [0.85, 0.86],
+            f"val_{loss_name}": [0.9, 0.8],
+        }
+    )
+
+
+def test_curve_tables_hold_every_member_and_name_each_loss():
+    members = [
+        training.TrainedMember("member_1", 42, None, history("multi_view_loss"), 2),
+        training.TrainedMember("student", 43, None, history("multi_view_loss"), 1),
+    ]
+    tables = training.curve_tables(members)
+    loss = tables["loss"]
+    assert list(loss.columns) == ["epoch", "member", "split", "loss_name", "loss"]
+    student_validation = loss[(loss.member == "student") & (loss.split == "validation")]
+    assert student_validation.loss.tolist() == [0.9, 0.8]
+    assert set(loss.loss_name) == {"multi_view_loss"}
+    accuracy = tables["accuracy"]
+    assert len(accuracy) == 8 and accuracy[accuracy.split == "train"].accuracy.max() == 0.9
+
+
+def test_member_summaries_name_the_loss_they_report():
+    two_view = training.TrainedMember("member_1", 42, None, history("multi_view_loss"), 2)
+    one_view = training.TrainedMember("member_1", 42, None, history("loss"), 1)
+    result = training.TrainingResult(None, [two_view], {"accuracy": 0.9, "loss": 0.25}, 2.0)
+    summary = training.summary(result, reviews=10)
+    assert summary["members"]["member_1"]["best_val_multi_view_loss"] == 0.8
+    assert summary["val_loss"] == 0.25  # the saved model's cross-entropy
+    one = training.summary(
+        training.TrainingResult(None, [one_view], {"accuracy": 0.9, "loss": 0.3}, 2.0), 10
+    )
+    assert one["members"]["member_1"]["best_val_loss"] == 0.9
