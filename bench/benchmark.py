@@ -71,6 +71,12 @@ def baseline_params(params: dict, epochs: int) -> dict:
     return with_overrides(params, {**BASELINE, "train": bounded})
 
 
+def naive_params(params: dict) -> dict:
+    """``params`` with every batch padded to the full length (no length buckets), one epoch:
+    the reference the pipeline's training throughput is divided by."""
+    return with_overrides(params, {"train": {"bucket_by_length": False, "max_epochs": 1}})
+
+
 def peak_rss_of_tree(process: subprocess.Popen, interval: float = 0.2) -> list[int]:
     """Start polling the RSS of ``process`` and its children; the list holds the peak so far."""
     peak = [0]
@@ -277,7 +283,7 @@ def main() -> int:
         "pipeline": run_pipeline("pipeline", runs / "pipeline", params, runs / "pipeline.log"),
     }
     if not args.skip_baseline:
-        naive = with_overrides(params, {"train": {"bucket_by_length": False, "max_epochs": 1}})
+        naive = naive_params(params)
         report["naive"] = run_pipeline(
             "naive", runs / "naive", naive, runs / "naive.log", STAGES[:3]
         )

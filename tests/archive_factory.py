@@ -34,24 +34,42 @@ def make_archive(
     seed: int = 0,
     splits: tuple[str, ...] = ("train", "test"),
     extra: list[tarfile.TarInfo] | None = None,
+    shuffle_members: int | None = None,
+    url_lines: int | None = None,
+    words_by_split: dict[str, str] | None = None,
 ) -> str:
     """Write a .tar.gz at ``path`` and return its sha256.
 
-    Each split has ``per_class`` reviews per label spread over ``movies`` movies; train and
-    test movies never overlap, as in the official archive.
+    Each split has ``per_class`` reviews per label spread over ``movies`` movies (review k of
+    split s is movie ``tt{s * 1000 + k % movies:07d}``); train and test movies never overlap,
+    as in the official archive. ``shuffle_members``: members in an order shuffled with that
+    seed; ``url_lines``: keep only that many lines of each url file; ``words_by_split``: a word
+    appended to every review of that split ("train:<movie>" keys: of that train movie only).
     """
     rng = random.Random(seed)
+    members: list[tuple[str, bytes]] = []
+    words = words_by_split or {}
+    for split_index, split in enumerate(splits):
+        for polarity, label in (("neg", 0), ("pos", 1)):
+            urls = []
+            for review_id in range(per_class):
+                rating = rng.choice([7, 8, 9, 10] if label else [1, 2, 3, 4])
+                movie = f"tt{split_index * 1000 + review_id % movies:07d}"
+                extra_words = [words.get(split), words.get(f"{split}:{movie}")]
+                text = " ".join([review_text(label, rng), *filter(None, extra_words)])
+                members.append(
+                    (f"aclImdb/{split}/{polarity}/{review_id}_{rating}.txt", text.encode())
+                )
+                urls.append(f"http://www.imdb.com/title/{movie}/usercomments")
+            urls = urls[:url_lines] if url_lines is not None else urls
+            members.append(
+                (f"aclImdb/{split}/urls_{polarity}.txt", ("\n".join(urls) + "\n").encode())
+            )
+    if shuffle_members is not None:
+        random.Random(shuffle_members).shuffle(members)
     with tarfile.open(path, "w:gz") as tar:
-        for split_index, split in enumerate(splits):
-            for polarity, label in (("neg", 0), ("pos", 1)):
-                urls = []
-                for review_id in range(per_class):
-                    rating = rng.choice([7, 8, 9, 10] if label else [1, 2, 3, 4])
-                    text = review_text(label, rng).encode()
-                    _add(tar, f"aclImdb/{split}/{polarity}/{review_id}_{rating}.txt", text)
-                    movie = split_index * 1000 + review_id % movies
-                    urls.append(f"http://www.imdb.com/title/tt{movie:07d}/usercomments")
-                _add(tar, f"aclImdb/{split}/urls_{polarity}.txt", ("\n".join(urls) + "\n").encode())
+        for name, data in members:
+            _add(tar, name, data)
         for info in extra or []:
             tar.addfile(info, io.BytesIO(b"x" * info.size) if info.isfile() else None)
     return sha256_of(path)

@@ -9,6 +9,7 @@ from imdb_sentiment.predict import Prediction
 
 class BlockingPredictor:
     kernel = "stub"
+    source = None
 
     def __init__(self, fail: BaseException | None = None, hold: bool = True) -> None:
         self.batches: list[list[str]] = []

@@ -146,3 +146,35 @@ def test_unsafe_members_are_refused(tmp_path, kind):
     with pytest.raises(archive.ArchiveError, match="refusing"):
         archive.read_reviews(path)
     assert not (tmp_path / "evil.txt").exists()
+
+
+def test_each_review_gets_the_movie_of_its_own_url_line(tmp_path):
+    path = tmp_path / "movies.tar.gz"
+    make_archive(path, per_class=6, movies=4)
+    tables = archive.read_reviews(path)
+    for split_index, split in enumerate(("train", "test")):
+        expected = [f"tt{split_index * 1000 + review_id % 4:07d}" for review_id in tables[split].id]
+        assert tables[split].movie.tolist() == expected
+
+
+def test_a_url_file_too_short_for_its_reviews_is_named(tmp_path):
+    path = tmp_path / "short.tar.gz"
+    make_archive(path, per_class=6, url_lines=5)
+    with pytest.raises(archive.ArchiveError, match=r"urls_neg\.txt has 5 lines"):
+        archive.read_reviews(path)
+
+
+def test_member_order_does_not_change_the_tables(tmp_path):
+    tables = []
+    for order in (None, 1, 2):
+        path = tmp_path / f"order-{order}.tar.gz"
+        make_archive(path, shuffle_members=order)
+        (tmp_path / f"raw-{order}").mkdir()
+        archive.write_tables(archive.read_reviews(path), tmp_path / f"raw-{order}")
+        tables.append(
+            {
+                split: (tmp_path / f"raw-{order}" / f"{split}.csv").read_bytes()
+                for split in ("train", "test")
+            }
+        )
+    assert tables[0] == tables[1] == tables[2]

@@ -4,6 +4,7 @@ wrk load generator against the tiny model."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 
@@ -173,3 +174,28 @@ def test_ablation_finds_every_rounds_files_in_bench_rounds():
     assert ablation.round_folder().name == "round5"
     with pytest.raises(SystemExit, match="rounds: round1, round2"):
         ablation.round_folder("round99")
+
+
+def test_the_naive_reference_differs_from_the_pipeline_only_in_bucketing_and_epochs():
+    committed = committed_params()
+    naive = benchmark.naive_params(committed)
+    changed = {
+        (section, key)
+        for section, values in naive.items()
+        for key, value in values.items()
+        if committed[section][key] != value
+    }
+    assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")}
+    assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
+    assert committed == committed_params()
+
+
+def test_peak_rss_of_tree_counts_the_children_of_a_process():
+    # The parent holds ~0 MB extra; its child holds 150 MB: the tree's peak must include it.
+    child = "x = bytearray(150 * 2**20); import time; time.sleep(1.5)"
+    parent = f"import subprocess, sys; subprocess.run([sys.executable, '-c', {child!r}])"
+    process = subprocess.Popen([sys.executable, "-c", parent])
+    peak = benchmark.peak_rss_of_tree(process, interval=0.05)
+    process.wait(30)
+    time.sleep(0.1)
+    assert peak[0] > 150 * 2**20

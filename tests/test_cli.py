@@ -1,3 +1,4 @@
+import csv
 import io
 import json
 import shutil
@@ -31,16 +32,28 @@ def test_predict_texts_as_table(capsys, model):
 def test_json_and_csv_formats(capsys, model):
     _, out, _ = run(capsys, "predict", "Great!", "--model", model, "--format", "json")
     [row] = json.loads(out)
-    assert set(row) == {"text", "label", "probability_positive", "confidence"}
+    assert set(row) == {"text", "label", "probability_positive", "confidence", "known_words"}
     _, out, _ = run(capsys, "predict", "Great!", "--model", model, "--format", "csv")
-    assert out.splitlines()[0] == "text,label,probability_positive,confidence"
+    assert out.splitlines()[0] == "text,label,probability_positive,confidence,known_words"
 
 
-def test_threshold_changes_the_label(capsys, model):
-    _, out, _ = run(
-        capsys, "predict", "ok", "--model", model, "--format", "json", "--threshold", "0.000001"
+def test_a_review_with_no_known_words_is_flagged(capsys, model):
+    code, out, err = run(capsys, "predict", "great film", "!!! ???", "--model", model)
+    assert code == 0 and out.splitlines()[0].split()[3] == "known"
+    assert [line.split()[3] for line in out.splitlines()[2:]] == ["2", "0"]
+    assert err.strip() == "sentiment: warning: review 2: " + (
+        "no word of this review is in the model's vocabulary: the label is a guess"
     )
-    assert json.loads(out)[0]["label"] == "positive"
+
+
+@pytest.mark.parametrize(
+    ("threshold", "label"), [("0.000001", "positive"), ("0.999999", "negative")]
+)
+def test_threshold_changes_the_label_both_ways(capsys, model, threshold, label):
+    _, out, _ = run(
+        capsys, "predict", "ok", "--model", model, "--format", "json", "--threshold", threshold
+    )
+    assert json.loads(out)[0]["label"] == label
 
 
 @pytest.mark.parametrize(
@@ -168,3 +181,44 @@ def test_serve_passes_its_options_to_the_app_and_uvicorn(monkeypatch):
     assert options[0]["port"] == 8123 and options[0]["access_log"] is False
     assert settings[1].ui is True and settings[1].batch_wait_ms == 2.0
     assert options[1]["port"] == 8000 and options[1]["access_log"] is True
+
+
+def test_a_bad_row_stops_the_command_before_any_prediction_is_written(capsys, model, tmp_path):
+    (tmp_path / "reviews.jsonl").write_text('{"text": "fine"}\n' * 5 + "{oops\n")
+    code, out, err = run(
+        capsys, "predict", "--file", str(tmp_path / "reviews.jsonl"), "--model", model
+    )
+    assert code == 2 and out == "" and "reviews.jsonl:6: not JSON" in err
+
+
+def test_jsonl_output_is_one_object_per_review_written_batch_by_batch(capsys, model, tmp_path):
+    (tmp_path / "many.txt").write_text("".join(f"film number {i}\n" for i in range(7)))
+    arguments = ["predict", "--file", str(tmp_path / "many.txt"), "--model", model]
+    code, out, _ = run(capsys, *arguments, "--format", "jsonl", "--batch-size", "3")
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert code == 0 and [row["text"] for row in rows] == [f"film number {i}" for i in range(7)]
+
+
+def test_a_long_csv_field_is_read_and_an_oversized_one_is_named_with_its_row(
+    capsys, model, tmp_path, monkeypatch
+):
+    path = tmp_path / "long.csv"
+    path.write_text("text\nshort\n" + "word " * 40_000 + "\n")  # 200 kB: over csv's default
+    code, out, _ = run(capsys, "predict", "--file", str(path), "--model", model, "--format", "json")
+    assert code == 0 and len(json.loads(out)) == 2
+    previous = csv.field_size_limit(1_000)
+    try:
+        code, out, err = run(capsys, "predict", "--file", str(path), "--model", model)
+    finally:
+        csv.field_size_limit(previous)
+    assert code == 2 and out == "" and "long.csv:3: not readable as CSV" in err
+
+
+def test_the_table_strips_terminal_escape_sequences(capsys, model):
+    code, out, _ = run(capsys, "predict", "evil \x1b[2J\x1b]0;title\x07 film", "--model", model)
+    assert code == 0 and "\x1b" not in out and "\x07" not in out and "evil" in out
+
+
+def test_a_model_sha256_pin_refuses_another_file(capsys, model):
+    code, _, err = run(capsys, "predict", "x", "--model", model, "--model-sha256", "0" * 64)
+    assert code == 1 and "not the expected" in err

@@ -128,7 +128,11 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
         project.set_params(params)
         return project.repro()
 
-    assert change("evaluate", "threshold", 0.6) == ["evaluate"]
+    before = json.loads((project.root / "metrics/eval.json").read_text())
+    assert change("evaluate", "threshold", 0.99) == ["evaluate"]
+    after = json.loads((project.root / "metrics/eval.json").read_text())
+    assert after["threshold"] == 0.99 and after["confusion"] != before["confusion"]
+    assert after["roc_auc"] == before["roc_auc"]  # ranking figures do not depend on it
     assert change("train", "dropout", 0.2) == ["train", "evaluate"]
     assert change("preprocess", "max_length", 16) == ["preprocess", "train", "evaluate"]
     other_archive = tmp_path / "other.tar.gz"

@@ -10,6 +10,7 @@ import tensorflow as tf
 import yaml
 
 from imdb_sentiment import inference, text
+from imdb_sentiment import predict as predict_module
 from imdb_sentiment.model import build_classifier, build_end_to_end, load_model
 from imdb_sentiment.predict import (
     OCCLUSION_TURN_ROWS,
@@ -228,3 +229,38 @@ def test_model_card_reads_the_params_dvc_lock_recorded(tmp_path):
     card = model_card(model)
     assert card["params"] == {"preprocess.vocab_size": 10, "train.lstm_units": 7}
     assert card["sha256"] == hashlib.sha256(b"model bytes").hexdigest()
+
+
+def test_load_hashes_and_loads_the_same_bytes_even_if_the_file_is_swapped(
+    model_path, tmp_path, monkeypatch
+):
+    path = tmp_path / "models" / "end_to_end.keras"
+    path.parent.mkdir()
+    path.write_bytes(model_path.read_bytes())
+    original = hashlib.sha256(path.read_bytes()).hexdigest()
+    real_load = predict_module.load_model
+
+    def swap_then_load(copy):
+        path.write_bytes(b"another file, checked out meanwhile")
+        return real_load(copy)
+
+    monkeypatch.setattr(predict_module, "load_model", swap_then_load)
+    predictor = Predictor.load(path, expected_sha256=original)
+    assert predictor.source.sha256 == original
+    assert model_card(path, source=predictor.source)["sha256"] == original
+    assert predictor.predict(["a great film"])[0].label in ("positive", "negative")
+
+
+def test_a_sha256_pin_is_checked_before_loading(model_path):
+    with pytest.raises(ModelError, match="not the expected " + "f" * 64):
+        Predictor.load(model_path, expected_sha256="f" * 64)
+
+
+def test_an_archive_member_over_the_size_cap_is_refused(tmp_path, monkeypatch):
+    path = tmp_path / "big.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("config.json", "{}")
+        archive.writestr("model.weights.h5", b"x" * 5_000)
+    monkeypatch.setattr(predict_module, "MAX_MODEL_MEMBER_BYTES", 1_000)
+    with pytest.raises(ModelError, match="model.weights.h5 unpacks to 5,000 bytes"):
+        Predictor.load(path)

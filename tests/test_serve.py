@@ -205,7 +205,7 @@ def stub_app(monkeypatch):
 
     def make(predictor: BlockingPredictor, **settings) -> FastAPI:
         monkeypatch.setattr(serve.Predictor, "load", lambda *args, **kwargs: predictor)
-        monkeypatch.setattr(serve, "model_card", lambda path: {"path": str(path)})
+        monkeypatch.setattr(serve, "model_card", lambda path, **kwargs: {"path": str(path)})
         return serve.create_app(serve.ServerSettings(ui=False, **settings))
 
     return make

@@ -224,3 +224,25 @@ def test_member_summaries_name_the_loss_they_report():
         training.TrainingResult(None, [one_view], {"accuracy": 0.9, "loss": 0.3}, 2.0), 10
     )
     assert one["members"]["member_1"]["best_val_loss"] == 0.9
+
+
+def test_the_kept_weights_are_the_best_epochs_when_validation_gets_worse(pipeline_run):
+    # Validation labels flipped: the better the model learns, the worse its validation loss.
+    values = {**train_params(pipeline_run), "ensemble_size": 1, "distill": False}
+    values.update(pair_vocab_size=0, max_epochs=4, early_stopping_patience=2, learning_rate=0.05)
+    params = train.Params(**values)
+    prepared = pipeline_run / "data/prepared"
+    _, x_train, y_train = dataset.load_arrays(prepared, "train")
+    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
+    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    result = training.train_classifier(params, (x_train, y_train), (x_val, 1 - y_val), words)
+    [member] = result.members
+    history = member.history
+    assert member.best_epoch < len(history)  # it trained past the best epoch...
+    assert history.val_loss.iloc[member.best_epoch - 1] == history.val_loss.min()
+    kept = history.iloc[member.best_epoch - 1]
+    last = history.iloc[-1]
+    assert kept.val_loss < last.val_loss
+    # ...and what it kept scores the flipped validation set as the best epoch did, not the last
+    assert result.validation["accuracy"] == pytest.approx(kept.val_accuracy, abs=1e-4)
+    assert result.validation["loss"] == pytest.approx(kept.val_loss, abs=1e-3)

@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import os
+import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
@@ -26,37 +28,54 @@ class InputError(ValueError):
     """An input file or stream that cannot be read as reviews."""
 
 
-def read_reviews(source: str, column: str = "text") -> list[str]:
-    """Reviews from a .txt (one per line), .csv (a text column) or .jsonl file, or '-' (stdin)."""
+CSV_FIELD_LIMIT = 16 * 2**20  # characters: a review far beyond the API's limit, not a whole file
+csv.field_size_limit(CSV_FIELD_LIMIT)
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # C0/C1: terminal escapes among them
+
+
+def iter_reviews(source: str, column: str = "text") -> Iterator[str]:
+    """Reviews, one at a time, from a .txt (one per line), .csv (a text column) or .jsonl
+    file, or '-' (stdin, one per line); blank ones are skipped."""
     if source == "-":
-        return _non_empty(sys.stdin.read().splitlines())
+        yield from _non_empty(line.rstrip("\r\n") for line in sys.stdin)
+        return
     path = Path(source)
+    suffix = path.suffix.lower()
     try:
-        content = path.read_text(encoding="utf-8")
+        with open(path, encoding="utf-8", newline="" if suffix == ".csv" else None) as stream:
+            if suffix == ".csv":
+                yield from _from_csv(path, stream, column)
+            elif suffix == ".jsonl":
+                yield from _from_jsonl(path, stream, column)
+            else:
+                yield from _non_empty(line.rstrip("\n") for line in stream)
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read {path}: {error}") from error
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return _from_csv(path, content, column)
-    if suffix == ".jsonl":
-        return _from_jsonl(path, content, column)
-    return _non_empty(content.splitlines())
 
 
-def _non_empty(lines: Sequence[str]) -> list[str]:
-    return [line for line in lines if line.strip()]
+def read_reviews(source: str, column: str = "text") -> list[str]:
+    """All of :func:`iter_reviews` at once."""
+    return list(iter_reviews(source, column))
 
 
-def _from_csv(path: Path, content: str, column: str) -> list[str]:
-    reader = csv.DictReader(io.StringIO(content))
-    if column not in (reader.fieldnames or []):
-        raise InputError(f"{path}: no '{column}' column (columns: {reader.fieldnames})")
-    return _non_empty([row[column] or "" for row in reader])
+def _non_empty(lines: Iterable[str]) -> Iterator[str]:
+    return (line for line in lines if line.strip())
 
 
-def _from_jsonl(path: Path, content: str, column: str) -> list[str]:
-    reviews = []
-    for number, line in enumerate(content.splitlines(), start=1):
+def _from_csv(path: Path, stream: TextIO, column: str) -> Iterator[str]:
+    reader = csv.DictReader(stream)
+    try:
+        if column not in (reader.fieldnames or []):
+            raise InputError(f"{path}: no '{column}' column (columns: {reader.fieldnames})")
+        for row in reader:
+            if (row.get(column) or "").strip():
+                yield row[column]
+    except csv.Error as error:
+        raise InputError(f"{path}:{reader.line_num}: not readable as CSV: {error}") from error
+
+
+def _from_jsonl(path: Path, stream: TextIO, column: str) -> Iterator[str]:
+    for number, line in enumerate(stream, start=1):
         if not line.strip():
             continue
         try:
@@ -66,30 +85,63 @@ def _from_jsonl(path: Path, content: str, column: str) -> list[str]:
         value = record.get(column) if isinstance(record, dict) else record
         if not isinstance(value, str):
             raise InputError(f"{path}:{number}: expected a string or an object with '{column}'")
-        reviews.append(value)
-    return _non_empty(reviews)
+        if value.strip():
+            yield value
+
+
+class PredictionWriter:
+    """Writes predictions to ``stream`` as they come: a table, CSV, a JSON array or JSON lines
+    (the one to pick for large inputs: each line stands alone)."""
+
+    FIELDS = ("text", "label", "probability_positive", "confidence", "known_words")
+
+    def __init__(self, style: str, stream: TextIO) -> None:
+        self.style, self.stream, self.count = style, stream, 0
+        if style == "table":
+            header = f"{'label':<9} {'p(positive)':>11} {'confidence':>10} {'known':>6}  text"
+            stream.write(f"{header}\n{'-' * len(header)}\n")
+        elif style == "csv":
+            self.csv = csv.DictWriter(stream, fieldnames=self.FIELDS, lineterminator="\n")
+            self.csv.writeheader()
+        elif style == "json":
+            stream.write("[")
+
+    def write(self, predictions: Sequence[Prediction]) -> None:
+        for prediction in predictions:
+            row = prediction.as_dict()
+            if self.style == "table":
+                self.stream.write(_table_row(prediction) + "\n")
+            elif self.style == "csv":
+                self.csv.writerow(row)
+            elif self.style == "json":
+                separator = "," if self.count else ""
+                self.stream.write(f"{separator}\n  {json.dumps(row, ensure_ascii=False)}")
+            else:
+                self.stream.write(json.dumps(row, ensure_ascii=False) + "\n")
+            self.count += 1
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.style == "json":
+            self.stream.write("\n]\n")
+
+
+def _table_row(p: Prediction) -> str:
+    snippet = " ".join(CONTROL_CHARACTERS.sub(" ", p.text).split())
+    snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
+    return (
+        f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f} "
+        f"{p.known_words:>6}  {snippet}"
+    )
 
 
 def format_predictions(predictions: Sequence[Prediction], style: str) -> str:
-    rows = [p.as_dict() for p in predictions]
-    if style == "json":
-        return json.dumps(rows, indent=2, ensure_ascii=False)
-    if style == "csv":
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        return out.getvalue().rstrip("\n")
-    header = f"{'label':<9} {'p(positive)':>11} {'confidence':>10} {'known':>6}  text"
-    lines = [header, "-" * len(header)]
-    for p in predictions:
-        snippet = " ".join(p.text.split())
-        snippet = snippet if len(snippet) <= 60 else snippet[:57] + "..."
-        lines.append(
-            f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f} "
-            f"{p.known_words:>6}  {snippet}"
-        )
-    return "\n".join(lines)
+    """All ``predictions`` in one string, as :class:`PredictionWriter` writes them."""
+    out = io.StringIO()
+    writer = PredictionWriter(style, out)
+    writer.write(predictions)
+    writer.close()
+    return out.getvalue().rstrip("\n")
 
 
 def warn_unknown(predictions: Sequence[Prediction], first_number: int = 1) -> None:
@@ -100,27 +152,54 @@ def warn_unknown(predictions: Sequence[Prediction], first_number: int = 1) -> No
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    reviews = []
-    for text in args.texts:  # a lone "-" means stdin, as for --file
-        reviews += read_reviews("-") if text == "-" else [text]
-    if args.file:
-        reviews += read_reviews(args.file, args.column)
-    if not reviews:
+    # A file is read through once before any output, so a bad row stops the command before a
+    # single prediction is written; its reviews are then streamed, a batch at a time.
+    total = sum(1 for _ in iter_reviews(args.file, args.column)) if _rereadable(args.file) else None
+    if not args.texts and (args.file is None or total == 0):
         raise InputError("no reviews given: pass text arguments, --file PATH, or - for stdin")
     from imdb_sentiment.predict import Predictor  # TensorFlow loads only when needed
 
-    predictor = Predictor.load(args.model, args.batch_size)
-    predictions = []
-    chunks = range(0, len(reviews), args.batch_size)
-    if len(reviews) >= PROGRESS_THRESHOLD:
+    predictor = Predictor.load(args.model, args.batch_size, args.model_sha256)
+    reviews = _all_reviews(args.texts, args.file, args.column)
+    batches = _batches(reviews, args.batch_size)
+    known_count = (total or 0) + len(args.texts)
+    if known_count >= PROGRESS_THRESHOLD:
         from tqdm import tqdm
 
-        chunks = tqdm(chunks, desc="predicting", unit=" batches", file=sys.stderr)
-    for start in chunks:
-        predictions += predictor.predict(reviews[start : start + args.batch_size], args.threshold)
-    warn_unknown(predictions)
-    print(format_predictions(predictions, args.format))
+        expected = -(-known_count // args.batch_size)
+        batches = tqdm(batches, desc="predicting", unit=" batches", total=expected, file=sys.stderr)
+    writer, done = PredictionWriter(args.format, sys.stdout), 0
+    for batch in batches:
+        predictions = predictor.predict(batch, args.threshold)
+        warn_unknown(predictions, done + 1)
+        writer.write(predictions)
+        done += len(batch)
+    writer.close()
+    if done == 0:
+        raise InputError("no reviews given: the input held only blank lines")
     return 0
+
+
+def _rereadable(source: str | None) -> bool:
+    return source is not None and source != "-"
+
+
+def _all_reviews(texts: Sequence[str], source: str | None, column: str) -> Iterator[str]:
+    for text in texts:  # a lone "-" means stdin, as for --file
+        yield from iter_reviews("-") if text == "-" else [text]
+    if source is not None:
+        yield from iter_reviews(source, column)
+
+
+def _batches(reviews: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for review in reviews:
+        batch.append(review)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -130,6 +209,7 @@ def serve_command(args: argparse.Namespace) -> int:
 
     settings = ServerSettings(
         model_path=Path(args.model),
+        model_sha256=args.model_sha256,
         threshold=args.threshold,
         max_text_chars=args.max_text_chars,
         max_batch=args.max_batch,
@@ -194,12 +274,20 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--model", default=str(DEFAULT_MODEL), help="end-to-end .keras model")
     common.add_argument("--threshold", type=_threshold, default=0.5, help="P(positive) cut-off")
+    common.add_argument(
+        "--model-sha256", help="refuse to load a model file whose sha256 is not this one"
+    )
 
     predict = commands.add_parser("predict", parents=[common], help="classify reviews")
     predict.add_argument("texts", nargs="*", help="review texts; - reads stdin, one per line")
     predict.add_argument("--file", help="a .txt, .csv or .jsonl file of reviews, or - for stdin")
     predict.add_argument("--column", default="text", help="text column/key in .csv/.jsonl")
-    predict.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    predict.add_argument(
+        "--format",
+        choices=["table", "json", "jsonl", "csv"],
+        default="table",
+        help="jsonl: one JSON object per line, written as each batch is scored (large inputs)",
+    )
     predict.add_argument("--batch-size", type=_int_between(1), default=256)
     predict.set_defaults(handler=predict_command)
 

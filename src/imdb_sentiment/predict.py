@@ -10,7 +10,9 @@ behind it wait one turn, not the whole job.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import tempfile
 import threading
 import zipfile
 from collections import deque
@@ -64,16 +66,33 @@ class Predictor:
         self.kernel, self._score = select_scorer(self.classifier, self.encoder.max_length)
         self.batch_size = batch_size
         self._lock = FairLock()
+        self.source: ModelFile | None = None  # set by load(): the bytes this model came from
 
     @classmethod
-    def load(cls, path: Path = DEFAULT_MODEL, batch_size: int = 256) -> Predictor:
-        """Verify the artifact, then load it in Keras safe mode."""
+    def load(
+        cls, path: Path = DEFAULT_MODEL, batch_size: int = 256, expected_sha256: str | None = None
+    ) -> Predictor:
+        """Read the file once; check it (and, if given, its sha256); load those very bytes in
+        Keras safe mode. ``predictor.source`` describes the bytes that serve."""
         _check_batch_size(batch_size)  # before the slow load, and outside its error wrapping
-        verify_artifact(path)
+        path = Path(path)
+        content = read_artifact(path)
+        source = ModelFile.of(path, content)
+        if expected_sha256 and source.sha256 != expected_sha256.strip().lower():
+            raise ModelError(
+                f"{path}: sha256 is {source.sha256}, not the expected {expected_sha256}"
+            )
         try:
-            return cls(load_model(path), batch_size)
+            # Keras loads from a path: a private copy of the checked bytes, so a file swapped
+            # in place meanwhile (a `dvc checkout`) cannot be what gets loaded.
+            with tempfile.TemporaryDirectory() as folder:
+                copy = Path(folder) / path.name
+                copy.write_bytes(content)
+                predictor = cls(load_model(copy), batch_size)
         except (ValueError, TypeError, OSError) as error:
             raise ModelError(f"{path}: cannot load model: {error}") from error
+        predictor.source = source
+        return predictor
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run the whole path (text encoder, then every length bucket for these batch sizes)
@@ -188,39 +207,68 @@ def _prediction(review: str, probability: float, threshold: float, known: int) -
     )
 
 
-def verify_artifact(path: Path) -> None:
-    """Check the file is a Keras archive with a config, before handing it to Keras."""
+MAX_MODEL_MEMBER_BYTES = 2**30  # the default model's largest member is ~60 MB
+
+
+@dataclass(frozen=True)
+class ModelFile:
+    """Identity of the model bytes that were loaded."""
+
+    path: Path
+    sha256: str
+    md5: str  # what DVC records
+    size: int
+
+    @classmethod
+    def of(cls, path: Path, content: bytes) -> ModelFile:
+        md5 = hashlib.md5(content).hexdigest()  # noqa: S324 - DVC's hash, not for security
+        return cls(Path(path), hashlib.sha256(content).hexdigest(), md5, len(content))
+
+
+def read_artifact(path: Path) -> bytes:
+    """The file's bytes, checked to be a Keras archive with a config and members of sane size,
+    before anything is handed to Keras."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"model not found: {path}; run `dvc repro` first")
-    if not zipfile.is_zipfile(path):
+    content = path.read_bytes()
+    if not zipfile.is_zipfile(io.BytesIO(content)):
         raise ModelError(f"{path}: not a .keras model archive")
-    with zipfile.ZipFile(path) as archive:
-        if "config.json" not in archive.namelist():
+    with zipfile.ZipFile(io.BytesIO(content)) as archive:
+        members = archive.infolist()
+        if "config.json" not in {member.filename for member in members}:
             raise ModelError(f"{path}: .keras archive has no config.json")
+        for member in members:
+            if member.file_size > MAX_MODEL_MEMBER_BYTES:
+                raise ModelError(
+                    f"{path}: archive member {member.filename} unpacks to {member.file_size:,} "
+                    f"bytes, over the {MAX_MODEL_MEMBER_BYTES:,}-byte limit"
+                )
+    return content
 
 
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+def verify_artifact(path: Path) -> None:
+    """Check the file is a Keras archive with a config (see :func:`read_artifact`)."""
+    read_artifact(path)
 
 
-def model_card(model_path: Path, project_root: Path | None = None) -> dict:
+def model_card(
+    model_path: Path, project_root: Path | None = None, source: ModelFile | None = None
+) -> dict:
     """Identity of a model: file hash, the params that trained it, its test accuracy.
 
     Params come from dvc.lock (what actually ran) or, failing that, params.yaml; both and
     metrics/eval.json are looked up in the project folder (by default the model's parent's parent).
+    With ``source`` (a loaded Predictor's), the hashes are of the bytes that were loaded.
     """
     model_path = Path(model_path)
     root = Path(project_root) if project_root else model_path.resolve().parent.parent
-    card = {"path": str(model_path), "sha256": file_sha256(model_path)}
-    card["size_mb"] = round(model_path.stat().st_size / 2**20, 2)
+    source = source or ModelFile.of(model_path, model_path.read_bytes())
+    card = {"path": str(model_path), "sha256": source.sha256}
+    card["size_mb"] = round(source.size / 2**20, 2)
     lock = root / "dvc.lock"
     stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else None
-    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, root, stages)
+    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, source.md5, root, stages)
     card["params"] = _training_params(root, stages)
     card["architecture"] = describe_architecture(card["params"])
     metrics = root / "metrics" / "eval.json"
@@ -251,7 +299,7 @@ def describe_architecture(params: dict) -> str | None:
     return f"{line}, an average of {members} networks" if members > 1 else line
 
 
-def _matches_dvc_lock(model_path: Path, root: Path, stages: dict | None) -> bool | None:
+def _matches_dvc_lock(model_path: Path, md5: str, root: Path, stages: dict | None) -> bool | None:
     """Whether the file is the one dvc.lock recorded (None when that cannot be told).
 
     DVC records a folder output as the md5 of a listing kept in its cache; the listing
@@ -271,8 +319,7 @@ def _matches_dvc_lock(model_path: Path, root: Path, stages: dict | None) -> bool
             if not listing.is_file():
                 return None
             recorded = {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text())}
-            digest = hashlib.md5(model_path.read_bytes()).hexdigest()  # noqa: S324 - DVC's hash
-            return recorded.get(model_path.name) == digest
+            return recorded.get(model_path.name) == md5
     return None
 
 

@@ -44,6 +44,7 @@ WORKER_STOPPED = "the prediction worker has stopped; the server needs a restart"
 @dataclass(frozen=True)
 class ServerSettings:
     model_path: Path = DEFAULT_MODEL
+    model_sha256: str | None = None  # if set, a model file with another hash is refused
     threshold: float = 0.5
     max_text_chars: int = 20_000
     max_batch: int = 256
@@ -313,6 +314,8 @@ def public_error(error: Exception) -> str:
     """What users are told of a load failure; the detail (paths included) goes to the log."""
     if isinstance(error, ModelError) and "not found" in str(error):
         return "model file not found; run `dvc repro` (or `dvc pull`) first"
+    if isinstance(error, ModelError) and "not the expected" in str(error):
+        return "the model file's sha256 is not the one given by --model-sha256"
     return "the model could not be loaded; the server log has the details"
 
 
@@ -339,10 +342,11 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
 
     def load() -> None:
         try:
-            predictor = Predictor.load(settings.model_path)
+            predictor = Predictor.load(settings.model_path, expected_sha256=settings.model_sha256)
             predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
             state["predictor"] = predictor
-            state["card"] = {**model_card(settings.model_path), "kernel": predictor.kernel}
+            card = model_card(settings.model_path, source=predictor.source)
+            state["card"] = {**card, "kernel": predictor.kernel}
             # The loaded TensorFlow/Keras objects never die; without this every full garbage
             # collection walks them all (tens of ms), and request traffic triggers many.
             gc.collect()

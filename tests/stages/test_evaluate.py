@@ -1,8 +1,10 @@
 import json
+import shutil
 
 import pandas as pd
 import pytest
 
+from imdb_sentiment import model, text
 from stages import evaluate
 
 
@@ -45,3 +47,46 @@ def test_bad_threshold_is_named(tmp_path, monkeypatch, capsys, threshold):
     )
     assert evaluate.main() == 1
     assert f"evaluate.threshold = {threshold} is out of range" in capsys.readouterr().err
+
+
+def copy_of_run(pipeline_run, tmp_path):
+    for folder in ("data/raw", "data/prepared", "models"):
+        shutil.copytree(pipeline_run / folder, tmp_path / folder)
+    return tmp_path
+
+
+def evaluate_in(folder):
+    params = evaluate.Params(threshold=0.5, batch_size=16, confident_errors=3)
+    return evaluate.run(
+        params,
+        folder / "data/raw",
+        folder / "data/prepared",
+        folder / "models",
+        folder / "eval.json",
+        folder / "plots",
+        folder / "errors",
+    )
+
+
+def test_test_table_and_arrays_that_disagree_are_refused(pipeline_run, tmp_path):
+    folder = copy_of_run(pipeline_run, tmp_path)
+    table = pd.read_csv(folder / "data/raw/test.csv", keep_default_na=False)
+    table.iloc[1:].to_csv(folder / "data/raw/test.csv", index=False)
+    with pytest.raises(evaluate.ParityError, match="test.csv and .*test.npz disagree"):
+        evaluate_in(folder)
+    assert not (folder / "eval.json").exists()
+
+
+def test_a_raw_text_model_that_scores_differently_is_refused(pipeline_run, tmp_path):
+    folder = copy_of_run(pipeline_run, tmp_path)
+    encoder = text.load_encoder(folder / "data/prepared/encoder.json")
+    other = model.build_classifier(encoder.vocab_size, 4, 4, 1, False, 0.0)  # untrained
+    model.save_model(model.build_end_to_end(encoder, other), folder / "models/end_to_end.keras")
+    with pytest.raises(evaluate.ParityError, match="raw-text model differs from the classifier"):
+        evaluate_in(folder)
+    assert not (folder / "eval.json").exists()
+
+
+def test_the_unmodified_run_passes_both_guards(pipeline_run, tmp_path):
+    report = evaluate_in(copy_of_run(pipeline_run, tmp_path))
+    assert report["count"] == 48

@@ -4,10 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment import dataset, text
+from imdb_sentiment import archive, dataset, text
 from imdb_sentiment.params import ParamsError
 from stages import preprocess
-from tests.archive_factory import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS
+from tests.archive_factory import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS, make_archive
 
 
 def test_writes_encoded_splits(pipeline_run):
@@ -62,3 +62,38 @@ def test_fraction_that_leaves_no_validation_set_is_refused(pipeline_run, tmp_pat
             params, pipeline_run / "data/raw", tmp_path / "prepared", tmp_path / "s.json"
         )
     assert not (tmp_path / "prepared").exists()
+
+
+def test_the_vocabulary_is_fitted_on_the_training_part_only(tmp_path):
+    # A word of its own for every train movie, and one in every test review
+    movies = [f"tt{m:07d}" for m in range(8)]
+    words = {f"train:{movie}": f"moviecue{number}" for number, movie in enumerate(movies)}
+    archive_path = tmp_path / "tiny.tar.gz"
+    make_archive(archive_path, words_by_split={**words, "test": "testonlyword"})
+    (tmp_path / "raw").mkdir()
+    archive.write_tables(archive.read_reviews(archive_path), tmp_path / "raw")
+    params = preprocess.Params(
+        vocab_size=200,
+        max_length=40,
+        padding="pre",
+        truncating="pre",
+        validation_fraction=0.25,
+        seed=42,
+        lowercase=True,
+        strip_html=True,
+        strip_punctuation=True,
+    )
+    prepared = tmp_path / "prepared"
+    preprocess.run(params, tmp_path / "raw", prepared, tmp_path / "stats.json")
+    encoder = text.load_encoder(prepared / "encoder.json")
+    raw = archive.read_table(tmp_path / "raw", "train")
+    validation_ids, _, _ = dataset.load_arrays(prepared, "validation")
+    train_ids, _, _ = dataset.load_arrays(prepared, "train")
+    validation_movies = set(raw[raw.id.isin(validation_ids)].movie) - set(
+        raw[raw.id.isin(train_ids)].movie
+    )
+    assert validation_movies  # the split put some movies aside
+    unseen = ["testonlyword"] + [words[f"train:{movie}"] for movie in validation_movies]
+    seen = [words[f"train:{movie}"] for movie in set(movies) - validation_movies]
+    assert set(unseen).isdisjoint(encoder.vocabulary) and set(seen) <= set(encoder.vocabulary)
+    assert (encoder.encode([" ".join(unseen)])[0][-len(unseen) :] == text.OOV_ID).all()
