@@ -35,7 +35,8 @@ def run(params: Params, raw_dir: Path = RAW_DIR, cache_dir: Path = CACHE_DIR) ->
     source, sha256 = archive.resolve_source(params.url, params.sha256)
     print(f"download: {source} (expecting sha256 {sha256})")
     path = archive.fetch_archive(source, sha256, cache_dir)
-    tables = archive.read_reviews(path)
+    with archive.open_verified(path, sha256) as stream:  # parse the very bytes that were hashed
+        tables = archive.read_reviews(stream, str(path))
     with atomic_directory(raw_dir) as scratch:
         archive.write_tables(tables, scratch)
     for split, table in tables.items():

@@ -1,5 +1,7 @@
 import functools
 import http.server
+import io
+import os
 import tarfile
 import threading
 
@@ -52,10 +54,67 @@ def test_local_archive_is_hash_checked(tiny_archive, tmp_path):
     path, sha = tiny_archive
     assert archive.fetch_archive(str(path), sha, tmp_path / "cache") == path
     assert archive.fetch_archive(f"file://{path}", sha, tmp_path / "cache") == path
-    with pytest.raises(archive.ArchiveError) as error:
-        archive.fetch_archive(str(path), WRONG_SHA, tmp_path / "cache")
+    with archive.open_verified(path, sha) as stream:
+        assert len(archive.read_reviews(stream, str(path))["train"]) == 48
+    with pytest.raises(archive.ArchiveError) as error, archive.open_verified(path, WRONG_SHA):
+        pass
     assert WRONG_SHA in str(error.value) and sha in str(error.value)
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_bytes_parsed_are_the_bytes_hashed_even_if_the_path_is_replaced(tmp_path):
+    path, other = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    sha = make_archive(path, per_class=3)
+    make_archive(other, per_class=5)
+    with archive.open_verified(path, sha) as stream:
+        os.replace(other, path)  # e.g. a download finishing into the same name
+        tables = archive.read_reviews(stream, str(path))
+    assert len(tables["train"]) == 6
+
+
+def test_a_member_over_the_size_cap_is_refused_by_name(tmp_path, monkeypatch):
+    path = tmp_path / "big.tar.gz"
+    make_archive(path, per_class=2)
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 10)
+    with pytest.raises(
+        archive.ArchiveError,
+        match=r"member aclImdb/train/neg/0_\d+\.txt is \d+ bytes, over the 10-byte limit",
+    ):
+        archive.read_reviews(path)
+
+
+def test_too_many_members_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "many.tar.gz"
+    make_archive(path, per_class=2)
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
+    with pytest.raises(archive.ArchiveError, match="more than 5 members"):
+        archive.read_reviews(path)
+
+
+def test_a_duplicate_review_id_is_refused_by_name(tmp_path):
+    path = tmp_path / "twice.tar.gz"
+    duplicate = tarfile.TarInfo("aclImdb/train/pos/1_10.txt")  # id 1 exists with a rating 7-10
+    duplicate.size = 4
+    make_archive(path, per_class=3, extra=[duplicate])
+    with pytest.raises(
+        archive.ArchiveError, match="review id 1 appears twice in aclImdb/train/pos/"
+    ):
+        archive.read_reviews(path)
+
+
+def test_a_url_list_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin.tar.gz"
+    make_archive(path, per_class=2)
+    with tarfile.open(path, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members:
+            if member.name == "aclImdb/test/urls_pos.txt":
+                data = b"caf\xe9\n" * 2
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(archive.ArchiveError, match="urls_pos.txt is not valid UTF-8"):
+        archive.read_reviews(path)
 
 
 def test_missing_local_archive(tmp_path):

@@ -1,7 +1,11 @@
 import json
+import os
+import stat
+from pathlib import Path
 
 import pytest
 
+from imdb_sentiment import fileio
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 
 
@@ -37,3 +41,83 @@ def test_write_json_is_sorted_and_keeps_suffix(tmp_path):
     write_json(tmp_path / "m.json", {"b": 1, "a": 2})
     assert (tmp_path / "m.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
     assert json.loads((tmp_path / "m.json").read_text()) == {"a": 2, "b": 1}
+
+
+def test_a_crash_before_the_swap_keeps_the_old_output_and_no_scratch(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+
+    def crash(_):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(fileio, "_fsync_tree", crash)
+    with pytest.raises(OSError, match="disk gone"), atomic_directory(target) as scratch:
+        (scratch / "new.txt").write_text("new")
+    assert (target / "old.txt").read_text() == "old" and [p.name for p in tmp_path.iterdir()] == [
+        "out"
+    ]
+
+
+def test_the_swap_is_one_exchange_so_the_target_is_never_missing(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    seen = []
+    real_exchange = fileio._exchange
+
+    def watching(first, second):
+        swapped = real_exchange(first, second)
+        seen.append((swapped, second.exists()))
+        return swapped
+
+    monkeypatch.setattr(fileio, "_exchange", watching)
+    monkeypatch.setattr(fileio.shutil, "rmtree", _rmtree_only_scratch(fileio.shutil.rmtree, target))
+    with atomic_directory(target) as scratch:
+        (scratch / "new.txt").write_text("new")
+    assert seen == [(True, True)]
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+
+
+def _rmtree_only_scratch(rmtree, target):
+    def guarded(path, *args, **kwargs):
+        assert Path(path) != target, "the old output was deleted before the new one was in place"
+        return rmtree(path, *args, **kwargs)
+
+    return guarded
+
+
+def test_files_and_folders_are_fsynced_before_the_rename(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(
+        fileio.os, "fsync", lambda fd: synced.append(os.fstat(fd).st_mode) or real_fsync(fd)
+    )
+    with atomic_directory(tmp_path / "out") as scratch:
+        (scratch / "a.txt").write_text("a")
+        (scratch / "b.txt").write_text("b")
+    files = [mode for mode in synced if stat.S_ISREG(mode)]
+    folders = [mode for mode in synced if stat.S_ISDIR(mode)]
+    assert len(files) == 2 and len(folders) >= 2  # the scratch folder and the parent
+    synced.clear()
+    write_json(tmp_path / "m.json", {"a": 1})
+    assert [stat.S_ISREG(m) for m in synced] == [True, False]
+
+
+def test_scratch_left_by_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    (tmp_path / f".out{fileio.SCRATCH_MARK}dead").mkdir()
+    (tmp_path / f".m.json{fileio.SCRATCH_MARK}dead.json").write_text("half")
+    with atomic_directory(tmp_path / "out") as scratch:
+        (scratch / "new.txt").write_text("new")
+    write_json(tmp_path / "m.json", {})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.json", "out"]
+
+
+def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
+    def forbidden(mask):
+        raise AssertionError("os.umask changed while writing")
+
+    monkeypatch.setattr(fileio.os, "umask", forbidden)
+    with atomic_file(tmp_path / "f.txt") as scratch:
+        scratch.write_text("x")
+    assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~fileio.UMASK

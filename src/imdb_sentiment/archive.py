@@ -7,12 +7,15 @@ because an archive that carries them is not the archive we asked for.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
 import tarfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlparse
 
 import pandas as pd
@@ -26,6 +29,10 @@ TABLE_COLUMNS = ["id", "rating", "label", "movie", "text"]
 _REVIEW = re.compile(r"(?:\./)?aclImdb/(train|test)/(pos|neg)/(\d+)_(\d+)\.txt")
 _URLS = re.compile(r"(?:\./)?aclImdb/(train|test)/urls_(pos|neg)\.txt")
 _MOVIE_ID = re.compile(r"title/(tt\d+)")
+# Bounds against a hostile archive: the official one holds ~100,000 members, its largest
+# review ~14 kB and its largest url list ~1 MB.
+MAX_MEMBERS = 250_000
+MAX_MEMBER_BYTES = 8 * 2**20
 
 
 class ArchiveError(RuntimeError):
@@ -52,15 +59,25 @@ def resolve_source(url: str, sha256: str, environ: dict[str, str] | None = None)
 
 
 def fetch_archive(source: str, sha256: str, cache_dir: Path) -> Path:
-    """Return a local path to the verified archive, downloading http(s) sources into cache_dir."""
+    """A local path to the archive, downloading http(s) sources into cache_dir (verified as
+    they arrive); local files are verified by :func:`open_verified` as they are read."""
     scheme = urlparse(source).scheme
     if scheme in ("http", "https"):
         return _download(source, sha256, Path(cache_dir))
     path = Path(source[len("file://") :] if scheme == "file" else source)
     if not path.is_file():
         raise ArchiveError(f"archive not found: {path}")
-    verify_sha256(path, sha256)
     return path
+
+
+@contextlib.contextmanager
+def open_verified(path: Path, expected: str) -> Iterator[BinaryIO]:
+    """The open file, rewound, once its sha256 is ``expected``: what is parsed is what was
+    hashed, even if the path is replaced meanwhile."""
+    with open(path, "rb") as stream:
+        _check_sha256(stream, Path(path), expected)
+        stream.seek(0)
+        yield stream
 
 
 def _download(url: str, sha256: str, cache_dir: Path) -> Path:
@@ -87,8 +104,13 @@ def _remove_if_empty(folder: Path) -> None:
 
 def verify_sha256(path: Path, expected: str) -> None:
     """Raise ArchiveError naming both digests unless the file's sha256 is ``expected``."""
+    with open(path, "rb") as stream:
+        _check_sha256(stream, Path(path), expected)
+
+
+def _check_sha256(stream: BinaryIO, path: Path, expected: str) -> None:
     digest = hashlib.sha256()
-    with open(path, "rb") as stream, _progress(path.stat().st_size, f"sha256 {path.name}") as bar:
+    with _progress(path.stat().st_size, f"sha256 {path.name}") as bar:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
             bar.update(len(block))
@@ -101,17 +123,24 @@ def _progress(total: int, description: str) -> tqdm:
     return tqdm(total=total, unit="B", unit_scale=True, desc=description, mininterval=1.0)
 
 
-def read_reviews(path: Path) -> dict[str, pd.DataFrame]:
-    """Read the labelled reviews of both splits into tables sorted by (label, id)."""
+def read_reviews(source: Path | BinaryIO, name: str | None = None) -> dict[str, pd.DataFrame]:
+    """Read the labelled reviews of both splits into tables sorted by (label, id).
+
+    ``source`` is a path or an open file (from :func:`open_verified`); ``name`` names it in
+    errors (default: the path).
+    """
+    path = Path(name or getattr(source, "name", source))
     texts: dict[tuple[str, str], dict[int, tuple[int, str]]] = {}
     urls: dict[tuple[str, str], list[str]] = {}
+    opened = {"fileobj": source} if hasattr(source, "read") else {"name": source}
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for member in tqdm(
-                tar, desc=f"reading {Path(path).name}", unit=" files", mininterval=1.0
-            ):
+        with tarfile.open(mode="r:*", **opened) as tar:
+            progress = tqdm(tar, desc=f"reading {path.name}", unit=" files", mininterval=1.0)
+            for count, member in enumerate(progress, start=1):
+                if count > MAX_MEMBERS:
+                    raise ArchiveError(f"{path}: more than {MAX_MEMBERS:,} members")
                 _refuse_unsafe(member, path)
-                _collect(tar, member, texts, urls)
+                _collect(tar, member, texts, urls, path)
     except (tarfile.TarError, EOFError, zlib.error, OSError) as error:
         raise ArchiveError(f"{path}: corrupt or truncated archive: {error}") from error
     return {split: _build_table(path, split, texts, urls) for split in SPLITS}
@@ -128,14 +157,32 @@ def _refuse_unsafe(member: tarfile.TarInfo, archive: Path) -> None:
         raise ArchiveError(f"{archive}: refusing special member {name!r}")
 
 
-def _collect(tar: tarfile.TarFile, member: tarfile.TarInfo, texts: dict, urls: dict) -> None:
-    if review := _REVIEW.fullmatch(member.name):
+def _collect(
+    tar: tarfile.TarFile, member: tarfile.TarInfo, texts: dict, urls: dict, archive: Path
+) -> None:
+    review, url_list = _REVIEW.fullmatch(member.name), _URLS.fullmatch(member.name)
+    if not (review or url_list) or not member.isfile():  # a folder may carry such a name
+        return
+    if member.size > MAX_MEMBER_BYTES:
+        raise ArchiveError(
+            f"{archive}: member {member.name} is {member.size:,} bytes, over the "
+            f"{MAX_MEMBER_BYTES:,}-byte limit"
+        )
+    data = tar.extractfile(member).read()
+    if review:
         split, polarity, review_id, rating = review.groups()
-        text = tar.extractfile(member).read().decode("utf-8", errors="replace")
-        texts.setdefault((split, polarity), {})[int(review_id)] = (int(rating), text)
-    elif url_list := _URLS.fullmatch(member.name):
-        lines = tar.extractfile(member).read().decode("utf-8").splitlines()
-        urls[url_list.groups()] = lines
+        reviews = texts.setdefault((split, polarity), {})
+        if int(review_id) in reviews:
+            raise ArchiveError(
+                f"{archive}: review id {int(review_id)} appears twice in aclImdb/{split}/"
+                f"{polarity}/ (the second: {member.name})"
+            )
+        reviews[int(review_id)] = (int(rating), data.decode("utf-8", errors="replace"))
+    else:
+        try:
+            urls[url_list.groups()] = data.decode("utf-8").splitlines()
+        except UnicodeDecodeError as error:
+            raise ArchiveError(f"{archive}: {member.name} is not valid UTF-8: {error}") from error
 
 
 def _build_table(archive: Path, split: str, texts: dict, urls: dict) -> pd.DataFrame:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import errno
+import signal
 import sys
 import typing
 from collections.abc import Callable
@@ -100,16 +102,45 @@ def section_keys(section: str, schema: type) -> list[str]:
     return [f"{section}.{field.name}" for field in dataclasses.fields(schema)]
 
 
+class Terminated(Exception):
+    """SIGTERM arrived: unwind, so every scratch output is removed on the way out."""
+
+
+DISK_FULL = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG}
+
+
 def run_stage(
     section: str,
     schema: type[T],
     run: Callable[[T], object],
     expected_errors: tuple[type[Exception], ...] = (),
 ) -> int:
-    """A stage's main(): validate its params, run it, turn known failures into exit code 1."""
+    """A stage's main(): validate its params, run it, turn known failures into exit code 1.
+
+    SIGTERM becomes an exception, so the atomic writes' clean-up runs and the previous outputs
+    stay; it exits 143 (128 + SIGTERM), as a process killed by it would. A full disk, a quota
+    or a file-size limit ends the stage the same way, with exit code 1.
+    """
+    signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         run(load_stage_params(section, schema))
     except (ParamsError, *expected_errors) as error:
         print(f"{section}: error: {error}", file=sys.stderr)
         return 1
+    except Terminated:
+        print(f"{section}: stopped by SIGTERM; the previous outputs are unchanged", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except OSError as error:
+        if error.errno not in DISK_FULL:
+            raise
+        print(
+            f"{section}: error: cannot write {error.filename or 'an output'}: {error.strerror}; "
+            "the previous outputs are unchanged",
+            file=sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()

@@ -1,0 +1,141 @@
+"""Faults with real processes: a full disk, SIGTERM and SIGKILL of a stage. Each checks that
+the previous outputs are intact, that no scratch is left, and that the next run recovers."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.archive_factory import make_archive
+from tests.conftest import REPO_ROOT, tiny_params
+from tests.test_dvc_pipeline import RAN, Project
+
+
+def scratch_left(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*.scratch-*"))
+
+
+def stage_process(workdir: Path, stage: str, **popen) -> subprocess.Popen:
+    environment = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
+    environment.pop("IMDB_ARCHIVE", None)
+    return subprocess.Popen(
+        [sys.executable, str(REPO_ROOT / "stages" / f"{stage}.py")],
+        cwd=workdir,
+        env=environment,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def write_params(workdir: Path, archive: Path) -> None:
+    params = tiny_params(archive, make_archive(archive))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+
+
+def limit_file_size(max_bytes: int):
+    def apply() -> None:
+        # Ignored, SIGXFSZ turns a write past the limit into EFBIG, as a full disk's ENOSPC
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+
+    return apply
+
+
+def test_a_disk_that_fills_up_leaves_the_previous_outputs_and_no_scratch(tmp_path):
+    write_params(tmp_path, tmp_path / "first.tar.gz")
+    first = stage_process(tmp_path, "download")
+    assert first.wait(120) == 0, first.stderr.read()
+    before = {p.name: p.read_bytes() for p in (tmp_path / "data/raw").iterdir()}
+    write_params(tmp_path, tmp_path / "second.tar.gz")  # new reviews: the outputs would change
+
+    full = stage_process(tmp_path, "download", preexec_fn=limit_file_size(2_000))
+    _, err = full.communicate(timeout=120)
+    assert full.returncode == 1, err
+    assert "download: error: cannot write" in err and "File too large" in err, err
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "data/raw").iterdir()} == before
+    assert scratch_left(tmp_path) == []
+
+
+def lines_until(process: subprocess.Popen, marker: str, seconds: float = 300) -> str:
+    seen, deadline = [], time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line and process.poll() is not None:
+            break
+        seen.append(line)
+        if marker in line:
+            return "".join(seen)
+    raise AssertionError(f"never saw {marker!r}:\n{''.join(seen)}")
+
+
+@pytest.fixture
+def prepared_workdir(pipeline_run, tmp_path) -> Path:
+    shutil.copytree(pipeline_run / "data/prepared", tmp_path / "data/prepared")
+    shutil.copy(pipeline_run / "params.yaml", tmp_path / "params.yaml")
+    return tmp_path
+
+
+def test_sigterm_mid_training_exits_cleanly_with_a_message_and_no_scratch(prepared_workdir):
+    process = stage_process(prepared_workdir, "train")
+    lines_until(process, "Training member_1")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "train: stopped by SIGTERM; the previous outputs are unchanged" in err
+    assert "Traceback" not in err
+    assert not (prepared_workdir / "models").exists()
+    assert not (prepared_workdir / "metrics").exists()
+    assert scratch_left(prepared_workdir) == []
+
+
+@pytest.mark.integration
+def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_train(tmp_path):
+    project = Project(tmp_path / "project")
+    archive = tmp_path / "tiny.tar.gz"
+    params = tiny_params(archive, make_archive(archive))
+    project.set_params(params)
+    project.repro()
+    models = project.root / "models"
+    before = {p.name: p.read_bytes() for p in models.iterdir()}
+    eval_before = (project.root / "metrics/eval.json").read_bytes()
+
+    params["train"]["dropout"] = 0.1
+    project.set_params(params)
+    repro = subprocess.Popen(
+        ["dvc", "repro"],
+        cwd=project.root,
+        env={**project.env, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # one process group: dvc and the stage it runs
+    )
+    lines_until(repro, "Training member_1")
+    time.sleep(1.0)
+    os.killpg(repro.pid, signal.SIGKILL)
+    repro.wait(60)
+
+    # DVC removes a stage's outputs before running it; the stage writes its new ones only
+    # once complete. So models/ is absent now, never partial, and nothing is lost: the old
+    # model is in the cache, and `dvc checkout` brings it back
+    assert not models.exists() or {p.name: p.read_bytes() for p in models.iterdir()} == before
+    assert (project.root / "metrics/eval.json").read_bytes() == eval_before
+    assert "train" in project.run("dvc", "status")
+    project.run("dvc", "checkout", "models")
+    assert {p.name: p.read_bytes() for p in models.iterdir()} == before
+    assert RAN.findall(project.run("dvc", "repro")) == ["train", "evaluate"]
+    assert {p.name: p.read_bytes() for p in models.iterdir()} != before
+    assert scratch_left(project.root) == []
