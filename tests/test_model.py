@@ -265,3 +265,19 @@ def test_two_saves_of_one_model_are_byte_identical_and_still_load(tmp_path):
     loaded = model.load_model(paths[0])
     ids = np.array([[0, 2, 3, 4]], np.int32)
     assert np.array_equal(loaded(ids).numpy(), classifier(ids).numpy())
+
+
+def test_saves_of_equal_models_built_apart_are_byte_identical(tmp_path):
+    # Built twice, the objects they share live at other addresses, which Keras writes down
+    paths = []
+    for attempt in ("a", "b"):
+        keras.backend.clear_session()  # the same layer names, as in a fresh process
+        keras.utils.set_random_seed(0)
+        classifier = model.build_classifier(20, 4, 4, 1, False, 0.0, name="lstm_classifier")
+        paths.append(tmp_path / f"{attempt}.keras")
+        model.save_model(classifier, paths[-1])
+    with zipfile.ZipFile(paths[0]) as archive:
+        config = archive.read("config.json").decode()
+    assert '"shared_object_id": 0' in config
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+    model.load_model(paths[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -342,7 +343,23 @@ def save_model(model: keras.Model, path: Path) -> None:
                 metadata = json.loads(data)
                 metadata["date_saved"] = "1980-01-01@00:00:00"
                 data = json.dumps(metadata).encode()
+            elif info.filename == "config.json":
+                data = _renumber_shared_objects(data.decode()).encode()
             stamped = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
             stamped.compress_type, stamped.external_attr = info.compress_type, info.external_attr
             normalised.writestr(stamped, data)
     os.replace(scratch, path)
+
+
+_SHARED_OBJECT_ID = re.compile(r'"shared_object_id": (\d+)')
+
+
+def _renumber_shared_objects(config: str) -> str:
+    """Keras names objects shared between layers by their memory address; number them in
+    order of appearance instead (the same objects keep the same number, so loading is alike)."""
+    numbers: dict[str, int] = {}
+
+    def number(match: re.Match) -> str:
+        return f'"shared_object_id": {numbers.setdefault(match.group(1), len(numbers))}'
+
+    return _SHARED_OBJECT_ID.sub(number, config)
