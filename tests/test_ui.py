@@ -145,6 +145,11 @@ def test_browser_shows_the_models_verdict_highlights_and_header(live_server, pre
         try:
             page = browser.new_page()
             page.goto(f"{live_server}/ui/", wait_until="networkidle")
+            page.wait_for_function(
+                "() => document.querySelector('#model-description')"
+                " && document.querySelector('#model-description').innerText.includes('Trained by')",
+                timeout=30_000,
+            )
             header = page.locator("#model-description").inner_text()
             page.get_by_label("Review").fill(review)
             page.locator("#analyse").click()
