@@ -6,29 +6,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 from imdb_sentiment import dataset, model, ngrams, text, training
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import ParamsError
 from stages import train
-
-
-def train_params(pipeline_run) -> dict:
-    return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
-
-
-def train_briefly(
-    pipeline_run, out, ensemble_size: int, distill: bool = False, **overrides
-) -> None:
-    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/).
-
-    One epoch unless ``overrides`` says otherwise.
-    """
-    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
-    values.update({"max_epochs": 1, **overrides})
-    prepared = pipeline_run / "data/prepared"
-    train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
+from tests.stages.test_train import train_briefly, train_params
 
 
 def assert_saved_as_the_average_of(pipeline_run, out, names: list[str]) -> None:
