@@ -211,7 +211,7 @@ def test_a_long_csv_field_is_read_and_an_oversized_one_is_named_with_its_row(
         code, out, err = run(capsys, "predict", "--file", str(path), "--model", model)
     finally:
         csv.field_size_limit(previous)
-    assert code == 2 and out == "" and "long.csv:3: not readable as CSV" in err
+    assert code == 2 and out == "" and "long.csv: row 2: not readable as CSV" in err
 
 
 def test_the_table_strips_terminal_escape_sequences(capsys, model):

@@ -71,7 +71,8 @@ def _from_csv(path: Path, stream: TextIO, column: str) -> Iterator[str]:
             if (row.get(column) or "").strip():
                 yield row[column]
     except csv.Error as error:
-        raise InputError(f"{path}:{reader.line_num}: not readable as CSV: {error}") from error
+        row_number = reader.line_num  # lines read, header included: the failing data row's number
+        raise InputError(f"{path}: row {row_number}: not readable as CSV: {error}") from error
 
 
 def _from_jsonl(path: Path, stream: TextIO, column: str) -> Iterator[str]:
