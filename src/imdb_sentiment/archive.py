@@ -102,12 +102,6 @@ def _remove_if_empty(folder: Path) -> None:
         folder.rmdir()
 
 
-def verify_sha256(path: Path, expected: str) -> None:
-    """Raise ArchiveError naming both digests unless the file's sha256 is ``expected``."""
-    with open(path, "rb") as stream:
-        _check_sha256(stream, Path(path), expected)
-
-
 def _check_sha256(stream: BinaryIO, path: Path, expected: str) -> None:
     digest = hashlib.sha256()
     with _progress(path.stat().st_size, f"sha256 {path.name}") as bar:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
 import re
@@ -51,11 +50,6 @@ def iter_reviews(source: str, column: str = "text") -> Iterator[str]:
                 yield from _non_empty(line.rstrip("\n") for line in stream)
     except (OSError, UnicodeDecodeError) as error:
         raise InputError(f"cannot read {path}: {error}") from error
-
-
-def read_reviews(source: str, column: str = "text") -> list[str]:
-    """All of :func:`iter_reviews` at once."""
-    return list(iter_reviews(source, column))
 
 
 def _non_empty(lines: Iterable[str]) -> Iterator[str]:
@@ -134,15 +128,6 @@ def _table_row(p: Prediction) -> str:
         f"{p.label:<9} {p.probability_positive:>11.4f} {p.confidence:>10.4f} "
         f"{p.known_words:>6}  {snippet}"
     )
-
-
-def format_predictions(predictions: Sequence[Prediction], style: str) -> str:
-    """All ``predictions`` in one string, as :class:`PredictionWriter` writes them."""
-    out = io.StringIO()
-    writer = PredictionWriter(style, out)
-    writer.write(predictions)
-    writer.close()
-    return out.getvalue().rstrip("\n")
 
 
 def warn_unknown(predictions: Sequence[Prediction], first_number: int = 1) -> None:
