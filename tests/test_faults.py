@@ -17,7 +17,7 @@ import yaml
 
 from tests.archive_factory import make_archive
 from tests.conftest import REPO_ROOT, tiny_params
-from tests.test_dvc_pipeline import RAN, Project
+from tests.test_dvc_pipeline import RAN, tiny_project
 
 
 def scratch_left(folder: Path) -> list[str]:
@@ -103,10 +103,7 @@ def test_sigterm_mid_training_exits_cleanly_with_a_message_and_no_scratch(prepar
 
 @pytest.mark.integration
 def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_train(tmp_path):
-    project = Project(tmp_path / "project")
-    archive = tmp_path / "tiny.tar.gz"
-    params = tiny_params(archive, make_archive(archive))
-    project.set_params(params)
+    project, params = tiny_project(tmp_path)
     project.repro()
     models = project.root / "models"
     before = {p.name: p.read_bytes() for p in models.iterdir()}

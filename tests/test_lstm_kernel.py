@@ -3,7 +3,7 @@ import numba
 import numpy as np
 import pytest
 
-from imdb_sentiment import lstm_kernel, model, ngrams
+from imdb_sentiment import lstm_kernel, model, ngrams, predict, text
 
 VOCAB = 50
 
@@ -124,3 +124,37 @@ def test_kernel_compiles_without_a_writable_cache_folder(monkeypatch) -> None:
         numba.njit(cache=True)(lambda x: x + 1)
     add_one = lstm_kernel._compiled()(lambda x: x + 1)
     assert add_one(1) == 2
+
+
+def test_kernel_refuses_a_word_table_smaller_than_the_encoder_vocabulary() -> None:
+    classifier = random_classifier("max")
+    assert lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB) is not None
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"word embedding has {VOCAB} rows"):
+        lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB + 1)
+
+
+def test_kernel_refuses_an_ngram_vocabulary_larger_than_its_table() -> None:
+    classifier = random_multi_view()
+    layer = next(la for la in classifier.layers if isinstance(la, ngrams.WordNgrams))
+    rows = layer.vocab_size
+    layer.vocabulary = np.arange(rows + 5, dtype=np.int64)  # ids past the table's last row
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"2-gram embedding has {rows} rows"):
+        lstm_kernel.compile_lstm_scorer(classifier)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+def test_kernel_refuses_ids_outside_its_word_table(bad_id: int) -> None:
+    score = lstm_kernel.compile_lstm_scorer(random_classifier("max"))
+    ids = id_rows()
+    ids[1, 2] = bad_id
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"token id {bad_id} is outside"):
+        score(ids)
+
+
+def test_a_model_smaller_than_its_encoder_is_refused_on_load(tmp_path) -> None:
+    encoder = text.TextEncoder([f"w{i}" for i in range(VOCAB)], max_length=40)
+    end_to_end = model.build_end_to_end(encoder, random_classifier("max"))  # VOCAB rows
+    path = tmp_path / "mismatched.keras"
+    end_to_end.save(path)
+    with pytest.raises(predict.ModelError, match="mismatched.keras.*word embedding has"):
+        predict.Predictor.load(path)

@@ -33,19 +33,23 @@ def length_buckets(max_length: int) -> list[int]:
     return [length for length in buckets if length < max_length] + [max_length]
 
 
-def scorer(model: keras.Model, max_length: int) -> Scorer:
+def scorer(model: keras.Model, max_length: int, word_vocab_size: int | None = None) -> Scorer:
     """A compiled ids -> P(positive) function.
 
     A one-layer, one-direction LSTM classifier (the default architecture) runs on
     :mod:`imdb_sentiment.lstm_kernel`: no steps spent on padding, about 3x faster than Keras
     on a CPU, equal to float32 rounding. Other architectures run through :func:`keras_scorer`.
     """
-    return select_scorer(model, max_length)[1]
+    return select_scorer(model, max_length, word_vocab_size)[1]
 
 
-def select_scorer(model: keras.Model, max_length: int) -> tuple[str, Scorer]:
-    """:func:`scorer` with the name of the path it chose: "numba" (the LSTM kernel) or "keras"."""
-    kernel = compile_lstm_scorer(model)
+def select_scorer(
+    model: keras.Model, max_length: int, word_vocab_size: int | None = None
+) -> tuple[str, Scorer]:
+    """:func:`scorer` with the name of the path it chose: "numba" (the LSTM kernel) or "keras".
+
+    ``word_vocab_size`` (the encoder's, where known) is checked against the kernel's tables."""
+    kernel = compile_lstm_scorer(model, word_vocab_size)
     return ("numba", kernel) if kernel else ("keras", keras_scorer(model, max_length))
 
 

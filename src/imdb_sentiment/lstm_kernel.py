@@ -192,18 +192,26 @@ def _pooling_of(layers: list, return_sequences: bool) -> str | None:
     return {("max",): "max", ("mean",): "mean", ("max", "mean"): "mean_max"}.get(tuple(modes))
 
 
-def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.ndarray] | None:
+def compile_lstm_scorer(
+    classifier: keras.Model, word_vocab_size: int | None = None
+) -> Callable[[np.ndarray], np.ndarray] | None:
     """An ids -> P(positive) function running the kernel, or None if the model does not fit.
 
     An ensemble (:func:`imdb_sentiment.model.average_members`) runs its members and averages
     their probabilities, as its Average layer does; a multi-view member
     (:func:`imdb_sentiment.model.build_multi_view`) runs its words and n-gram branches and
     averages those. Branches run side by side on small batches, in turn on large ones.
+
+    The kernel indexes its tables without bounds checks, so every table is checked here to
+    have a row for each id that can reach it (``word_vocab_size``: the encoder's ids 0 ..
+    size-1; each n-gram layer's ids), and each call checks its word ids against the tables:
+    a mismatched model raises :class:`KernelMismatch` instead of reading out of bounds.
     """
     members = [_kernel_branches(member) for member in ensemble_members(classifier) or []]
     if not members or any(branches is None for branches in members):
         return None
-    branches = [branch for member in members for branch in member]
+    branches = [(to_ids, weights) for member in members for to_ids, weights, _ in member]
+    word_rows = _check_table_rows(members, word_vocab_size)
     member_of_branch = np.repeat(np.arange(len(members)), [len(member) for member in members])
     for _, weights in branches:  # compile (or load from cache) now, not on a first request
         for variant in (_features_serial, _features_parallel):
@@ -216,6 +224,9 @@ def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.nd
         small = len(ids) < PARALLEL_MIN_ROWS
         features = _features_serial if small else _features_parallel
         ids = np.ascontiguousarray(ids, np.int32)
+        if ids.size and (ids.min() < 0 or ids.max() >= word_rows):
+            bad = ids.max() if ids.max() >= word_rows else ids.min()
+            raise KernelMismatch(f"token id {bad} is outside the {word_rows}-row word tables")
 
         def branch_probability(branch: tuple) -> np.ndarray:
             to_branch_ids, weights = branch
@@ -230,29 +241,58 @@ def compile_lstm_scorer(classifier: keras.Model) -> Callable[[np.ndarray], np.nd
     return score
 
 
-def _kernel_branches(member: keras.Model) -> list[tuple[Callable | None, dict]] | None:
-    """(ids transform or None, kernel weights) for each LSTM branch of one member, or None."""
+class KernelMismatch(ValueError):
+    """A model whose embedding tables do not cover the ids it is given."""
+
+
+# (ids transform or None, kernel weights, ids needed: rows its table must have, or None)
+KernelBranch = tuple[Callable | None, dict, int | None]
+
+
+def _kernel_branches(member: keras.Model) -> list[KernelBranch] | None:
+    """The LSTM branches of one member, or None if the kernel cannot run it."""
     weights = lstm_weights(member)
     if weights is not None:
-        return [(None, weights)]
+        return [(None, weights, None)]
     views = view_branches(member)
     if views is None:
         return None
-    branches = []
+    words_needed = {layer.word_vocab_size for layer, _ in views if layer is not None}
+    branches: list[KernelBranch] = []
     for ngrams, branch in views:
         weights = lstm_weights(branch)
         if weights is None:
             return None
-        to_ngram_ids = None
-        if ngrams is not None:  # the words branch reads the ids as they are
-            to_ngram_ids = functools.partial(
-                ngram_ids,
-                vocabulary=ngrams.vocabulary,
-                word_vocab_size=ngrams.word_vocab_size,
-                n=ngrams.n,
-            )
-        branches.append((to_ngram_ids, weights))
+        if ngrams is None:  # the words branch reads the ids as they are
+            branches.append((None, weights, max(words_needed)))
+            continue
+        to_ngram_ids = functools.partial(
+            ngram_ids,
+            vocabulary=ngrams.vocabulary,
+            word_vocab_size=ngrams.word_vocab_size,
+            n=ngrams.n,
+        )
+        branches.append((to_ngram_ids, weights, ngrams.vocab_size))
     return branches
+
+
+def _check_table_rows(members: list[list[KernelBranch]], word_vocab_size: int | None) -> int:
+    """Raise :class:`KernelMismatch` for a table with fewer rows than ids that reach it;
+    return the row count of the smallest word table (the bound for each call's ids)."""
+    word_rows = []
+    for number, member in enumerate(members, start=1):
+        for to_ids, weights, needed in member:
+            rows = len(weights["gate_table"])
+            if to_ids is None:
+                word_rows.append(rows)
+                needed = max(needed or 0, word_vocab_size or 0) or None
+            if needed is not None and rows < needed:
+                table = "word" if to_ids is None else f"{to_ids.keywords['n']}-gram"
+                raise KernelMismatch(
+                    f"member {number}'s {table} embedding has {rows} rows, but its ids run "
+                    f"to {needed - 1}: the model does not match its vocabulary"
+                )
+    return min(word_rows)
 
 
 def _member_probability(features: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:

@@ -63,7 +63,9 @@ class Predictor:
                 "not an end-to-end sentiment model: expected a TextEncoder + classifier"
             )
         self.encoder, self.classifier = encoders[0], classifiers[0]
-        self.kernel, self._score = select_scorer(self.classifier, self.encoder.max_length)
+        self.kernel, self._score = select_scorer(
+            self.classifier, self.encoder.max_length, self.encoder.vocab_size
+        )
         self.batch_size = batch_size
         self._lock = FairLock()
         self.source: ModelFile | None = None  # set by load(): the bytes this model came from
