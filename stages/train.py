@@ -15,7 +15,7 @@ from typing import Literal
 
 import tensorflow as tf
 
-from imdb_sentiment import dataset, plotting, text, training
+from imdb_sentiment import dataset, distribute, plotting, text, training
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.model import build_end_to_end, save_model
 from imdb_sentiment.params import run_stage
@@ -66,13 +66,16 @@ def run(
     plots_dir: Path = PLOTS_DIR,
 ) -> None:
     training.check_ngram_vocab_sizes(params)
+    placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     result = training.train_classifier(
-        params, (x_train, y_train), (x_val, y_val), encoder.vocab_size
+        params, (x_train, y_train), (x_val, y_val), encoder.vocab_size, placement
     )
+    if not placement.writes_outputs:  # the chief writes; the other workers leave no trace
+        return
     with atomic_directory(models_dir) as scratch:
         save_model(result.classifier, scratch / CLASSIFIER_FILE)
         save_model(build_end_to_end(encoder, result.classifier), scratch / END_TO_END_FILE)
@@ -88,7 +91,7 @@ def run(
 
 
 def main() -> int:
-    return run_stage(SECTION, Params, run, (FileNotFoundError,))
+    return run_stage(SECTION, Params, run, (FileNotFoundError, distribute.ClusterError))
 
 
 if __name__ == "__main__":

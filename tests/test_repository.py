@@ -77,3 +77,13 @@ def test_every_link_to_a_repository_file_resolves(page):
     targets = LINK.findall(page.read_text())
     missing = [t for t in targets if not (page.parent / t).exists()]
     assert missing == [], f"{page.name} links to missing files: {missing}"
+
+
+def test_the_gpu_requirements_pin_the_cpu_pins_tensorflow_and_share_every_other_pin():
+    cpu = (REPO_ROOT / "requirements.txt").read_text()
+    gpu = (REPO_ROOT / "requirements-gpu.txt").read_text()
+    cpu_version = re.search(r"^tensorflow-cpu==(\S+);", cpu, re.M).group(1)
+    assert re.search(rf"^tensorflow\[and-cuda\]=={re.escape(cpu_version)}$", gpu, re.M)
+    for requirements in (cpu, gpu):
+        assert re.search(r"^-r requirements-common\.txt", requirements, re.M)
+    assert "tensorflow" not in (REPO_ROOT / "requirements-common.txt").read_text()

@@ -52,8 +52,8 @@ def targets_seen(monkeypatch) -> dict[str, np.ndarray]:
     seen = {}
     train_member = training.train_member
 
-    def recording(params, number, vocabularies, data, validation):
-        member = train_member(params, number, vocabularies, data, validation)
+    def recording(params, number, vocabularies, data, validation, placement=None):
+        member = train_member(params, number, vocabularies, data, validation, placement)
         seen[member.name] = data[1]
         return member
 

@@ -281,9 +281,20 @@ class BucketedBatches:
         self.batch_size, self.bucketed, self.window = batch_size, bucketed, window_batches
         self.lengths = (x != PAD_ID).sum(axis=1)
         self.rng = np.random.default_rng(seed) if seed is not None else None
+        self.shards, self.shard = 1, 0
+
+    def sharded(self, shards: int, shard: int) -> BucketedBatches:
+        """Keep rows ``shard``, ``shard + shards``, ... of every batch: one worker's share.
+        Every worker plans the same epoch (same seed), so the workers' shares of a step
+        make up the one batch a single process would take, and a step's gradient is that
+        batch's; a last batch of fewer rows than workers is left out."""
+        self.shards, self.shard = shards, shard
+        return self
 
     def __len__(self) -> int:
-        return math.ceil(len(self.x) / self.batch_size)
+        batches = math.ceil(len(self.x) / self.batch_size)
+        last = len(self.x) - (batches - 1) * self.batch_size
+        return batches - (0 < last < self.shards)
 
     def plan(self) -> list[np.ndarray]:
         """Row indices of each batch for one epoch."""
@@ -295,6 +306,10 @@ class BucketedBatches:
         batches = np.split(order, range(self.batch_size, len(order), self.batch_size))
         if self.rng is not None:
             self.rng.shuffle(batches)
+        if self.shards > 1:
+            batches = [
+                rows[self.shard :: self.shards] for rows in batches if len(rows) >= self.shards
+            ]
         return batches
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -311,7 +326,10 @@ class BucketedBatches:
         )
         dataset = tf.data.Dataset.from_generator(self.__iter__, output_signature=signature)
         cardinality = tf.data.experimental.assert_cardinality(len(self))
-        return dataset.apply(cardinality).prefetch(tf.data.AUTOTUNE)
+        options = tf.data.Options()
+        # Under a multi-worker strategy each worker reads its own share (sharded()) already.
+        options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.OFF
+        return dataset.apply(cardinality).prefetch(tf.data.AUTOTUNE).with_options(options)
 
 
 def load_model(path: Path) -> keras.Model:

@@ -16,6 +16,7 @@ cross-entropy plus each branch's own, which Keras also calls ``loss``; here it i
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ from typing import Any
 import keras
 import numpy as np
 import pandas as pd
+import tensorflow as tf
 
 from imdb_sentiment import evaluation, ngrams, text
+from imdb_sentiment.distribute import Placement, cudnn_blockers, gpu_visible, keep_lstms_off_cudnn
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import (
     BucketedBatches,
@@ -83,18 +86,29 @@ def check_ngram_vocab_sizes(params: TrainParams) -> None:
 
 
 def train_classifier(
-    params: TrainParams, train: Split, validation: Split, word_vocab_size: int
+    params: TrainParams,
+    train: Split,
+    validation: Split,
+    word_vocab_size: int,
+    placement: Placement | None = None,
 ) -> TrainingResult:
-    """Train the members (and, with distill, the students) and score the kept classifier."""
+    """Train the members (and, with distill, the students) and score the kept classifier.
+
+    ``placement`` (:func:`imdb_sentiment.distribute.placement_from_environment`): the
+    strategy to train under and this worker's share of the batches; default: one process.
+    """
     started = time.perf_counter()
+    placement = placement or Placement(tf.distribute.get_strategy())
     vocabularies = build_vocabularies(params, train[0], word_vocab_size)
     members = [
-        train_member(params, number, vocabularies, train, validation)
+        train_member(params, number, vocabularies, train, validation, placement)
         for number in range(1, params.ensemble_size + 1)
     ]
     classifier = average_members([member.model for member in members])
     if params.distill:
-        classifier, students = _distil(params, classifier, members, vocabularies, train, validation)
+        classifier, students = _distil(
+            params, classifier, members, vocabularies, train, validation, placement
+        )
         members += students
     seconds = time.perf_counter() - started
     x_val, y_val = validation
@@ -112,6 +126,7 @@ def _distil(
     vocabularies: Vocabularies,
     train: Split,
     validation: Split,
+    placement: Placement,
 ) -> tuple[keras.Model, list[TrainedMember]]:
     # The teachers' probabilities say how sure they are of each review, which 0/1 labels
     # do not: the student learns more from them than from the labels alone.
@@ -123,7 +138,7 @@ def _distil(
         member.model = None  # teachers are never saved: free their weights for the students
     first = params.ensemble_size + 1
     students = [
-        train_member(params, number, vocabularies, (x_train, soft), validation)
+        train_member(params, number, vocabularies, (x_train, soft), validation, placement)
         for number in range(first, first + params.students)
     ]
     return average_members([student.model for student in students]), students
@@ -158,9 +173,15 @@ def _build(params: TrainParams, vocabularies: Vocabularies, name: str) -> tuple[
 
 
 def train_member(
-    params: TrainParams, number: int, vocabularies: Vocabularies, train: Split, validation: Split
+    params: TrainParams,
+    number: int,
+    vocabularies: Vocabularies,
+    train: Split,
+    validation: Split,
+    placement: Placement | None = None,
 ) -> TrainedMember:
     """Member ``number`` (1-based; past ensemble_size, a student), trained with early stopping."""
+    placement = placement or Placement(tf.distribute.get_strategy())
     # Member 1 uses the seed itself, so a one-member ensemble is the plain classifier.
     seed = params.seed + number - 1
     is_student = number > params.ensemble_size
@@ -170,10 +191,15 @@ def train_member(
     # A model saved alone keeps the plain name; averaged ones need names of their own.
     group_size = params.students if is_student else params.ensemble_size
     model_name = "lstm_classifier" if group_size == 1 else name
-    classifier, trainer = _build(params, vocabularies, model_name)
-    compile_classifier(
-        trainer, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
-    )
+    with placement.strategy.scope():
+        classifier, trainer = _build(params, vocabularies, model_name)
+        compile_classifier(
+            trainer, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
+        )
+    _fit_lstms_to_device(trainer, train[0], announce=number == 1)
+    batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
+    if placement.workers > 1:
+        _work_around_keras_multi_worker_bugs(trainer, placement.strategy, train)
     stopper = keras.callbacks.EarlyStopping(
         monitor=params.early_stopping_monitor,
         patience=params.early_stopping_patience,
@@ -181,11 +207,12 @@ def train_member(
         restore_best_weights=True,
         verbose=1,
     )
+    validation_batches = BucketedBatches(
+        *validation, params.batch_size, None, params.bucket_by_length
+    )
     history = trainer.fit(
-        BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length).as_dataset(),
-        validation_data=BucketedBatches(
-            *validation, params.batch_size, None, params.bucket_by_length
-        ).as_dataset(),
+        _per_worker(placement, batches.sharded(placement.workers, placement.index)),
+        validation_data=_per_worker(placement, validation_batches),
         epochs=epoch_limit(params, is_student),
         callbacks=training_callbacks(stopper, params.ema_momentum),
         shuffle=False,  # BucketedBatches already shuffles, seeded
@@ -196,6 +223,55 @@ def train_member(
         epochs = epochs.rename(columns=MULTI_VIEW_NAMES)
     epochs.insert(0, "epoch", np.arange(1, len(epochs) + 1))
     return TrainedMember(name, seed, classifier, epochs, stopper.best_epoch + 1)
+
+
+def _fit_lstms_to_device(trainer: keras.Model, x_train: np.ndarray, announce: bool) -> None:
+    """On a GPU, keep the LSTMs off cuDNN where it cannot take the data (it fails at run time
+    on a left-padded mask); say once which kernel trains."""
+    if not gpu_visible():
+        return
+    blockers = cudnn_blockers(trainer, x_train)
+    if blockers:
+        keep_lstms_off_cudnn(trainer)
+    if announce:
+        kernel = "Keras' generic LSTM kernel: " + "; ".join(blockers) if blockers else "cuDNN"
+        print(f"GPU visible: the LSTMs train on {kernel}", flush=True)
+
+
+def _per_worker(placement: Placement, batches: BucketedBatches) -> tf.data.Dataset:
+    """The batches as this worker's input: each worker's own, not a share of one global
+    batch that tf.distribute would split (rebatch) across the workers."""
+    dataset = batches.as_dataset()
+    if placement.workers == 1:
+        return dataset
+    return placement.strategy.distribute_datasets_from_function(lambda _: dataset)
+
+
+def _work_around_keras_multi_worker_bugs(
+    trainer: keras.Model, strategy: tf.distribute.Strategy, train: Split
+) -> None:
+    """Two bugs of Keras 3's fit under MultiWorkerMirroredStrategy (tensorflow/tensorflow
+    issue 72388), patched on this one model:
+
+    - fit learns the input shapes by averaging the first batch over the workers, which fails
+      (a PerReplica of ids is not a tensor): every batch has the same dtypes and ranks, so a
+      local one builds the model, its loss and metrics instead;
+    - each step's logs are averaged over the workers along axis 0, which a scalar lacks:
+      the steps return them with one axis (their values are already the same on every
+      worker, so the average is the value).
+    """
+    x, y = train[0][:1], train[1][:1].astype("float32").reshape(-1, 1)
+
+    def build(iterator: object = None, data_batch: object = None) -> None:
+        with strategy.scope():
+            trainer._symbolic_build(data_batch=(x, y))
+
+    def with_an_axis(step: Callable) -> Callable:
+        return lambda data: {name: tf.reshape(v, [1]) for name, v in step(data).items()}
+
+    trainer._maybe_symbolic_build = build
+    trainer.train_step = with_an_axis(trainer.train_step)
+    trainer.test_step = with_an_axis(trainer.test_step)
 
 
 def member_name(params: TrainParams, number: int) -> str:
