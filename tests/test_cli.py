@@ -1,14 +1,19 @@
+import concurrent.futures
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from imdb_sentiment import cli
+from tests.conftest import free_port
 
 
 @pytest.fixture(scope="module")
@@ -98,6 +103,7 @@ def test_dash_argument_reads_stdin_in_place(capsys, model, monkeypatch):
         (["serve", "--max-batch", "-1"], "--max-batch: must be at least 1, got -1"),
         (["serve", "--max-body-bytes", "0"], "--max-body-bytes: must be at least 1, got 0"),
         (["serve", "--batch-wait-ms", "-2"], "--batch-wait-ms: must be 0 or more, got -2"),
+        (["serve", "--workers", "0"], "--workers: must be at least 1, got 0"),
     ],
 )
 def test_bad_numeric_options_are_rejected_by_name(capsys, arguments, message):
@@ -222,3 +228,60 @@ def test_the_table_strips_terminal_escape_sequences(capsys, model):
 def test_a_model_sha256_pin_refuses_another_file(capsys, model):
     code, _, err = run(capsys, "predict", "x", "--model", model, "--model-sha256", "0" * 64)
     assert code == 1 and "not the expected" in err
+
+
+def test_several_workers_start_from_the_app_factory_and_too_many_are_warned_of(capsys, monkeypatch):
+    import uvicorn
+
+    from imdb_sentiment import serve
+
+    options = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **given: options.append((app, given)))
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(os, "environ", dict(os.environ))
+    assert cli.main(["serve", "--workers", "3", "--max-batch", "7"]) == 0
+    app, given = options[0]
+    assert app == "imdb_sentiment.serve:app_from_environment" and given["factory"] is True
+    assert given["workers"] == 3
+    assert "--workers 3 is more than this machine's 2 CPUs" in capsys.readouterr().err
+    settings = json.loads(os.environ[serve.SETTINGS_VARIABLE])
+    assert settings["max_batch"] == 7
+    assert cli.main(["serve", "--workers", "2"]) == 0 and capsys.readouterr().err == ""
+
+
+@pytest.mark.integration
+def test_two_worker_processes_each_load_the_model_and_answer(model):
+    port = free_port()
+    command = ["sentiment", "serve", "--workers", "2", "--no-ui", "--no-access-log"]
+    server = subprocess.Popen(
+        [*command, "--model", model, "--host", "127.0.0.1", "--port", str(port)],
+        env={
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        },
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while not _ready(base):
+            assert server.poll() is None and time.monotonic() < deadline, "never ready"
+            time.sleep(0.2)
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda i: _score(base, f"review {i} was great"), range(64)))
+        assert answers == [200] * 64
+        workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
+        assert len(workers) >= 2  # uvicorn's two workers (and its resource tracker, if any)
+    finally:
+        server.terminate()
+        server.wait(60)
+
+
+def _ready(base: str) -> bool:
+    try:
+        return httpx.get(f"{base}/ready", timeout=1).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def _score(base: str, review: str) -> int:
+    return httpx.post(f"{base}/predict", json={"text": review}, timeout=30).status_code

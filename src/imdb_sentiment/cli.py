@@ -191,7 +191,12 @@ def _batches(reviews: Iterable[str], size: int) -> Iterator[list[str]]:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from imdb_sentiment.serve import ServerSettings, create_app, uvicorn_options
+    from imdb_sentiment.serve import (
+        ServerSettings,
+        create_app,
+        settings_to_environment,
+        uvicorn_options,
+    )
 
     settings = ServerSettings(
         model_path=Path(args.model),
@@ -206,8 +211,24 @@ def serve_command(args: argparse.Namespace) -> int:
         max_connections=args.max_connections,
         ui=not args.no_ui,
     )
+    cpus = os.cpu_count() or 1
+    if args.workers > cpus:
+        print(
+            f"serve: warning: --workers {args.workers} is more than this machine's {cpus} CPUs;"
+            " the extra workers compete for them and add memory, not throughput",
+            file=sys.stderr,
+        )
+    # One process: the app object. Several: uvicorn starts each worker from an import string,
+    # and each builds its own app (loading and verifying the model) from the environment.
+    app: object = (
+        create_app(settings) if args.workers == 1 else "imdb_sentiment.serve:app_from_environment"
+    )
+    if args.workers > 1:
+        os.environ.update(settings_to_environment(settings))
     uvicorn.run(
-        create_app(settings),
+        app,
+        factory=args.workers > 1,
+        workers=args.workers,
         host=args.host,
         port=args.port,
         log_level="info",
@@ -306,6 +327,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_between(1),
         default=512,
         help="open connections uvicorn accepts before answering 503",
+    )
+    serve.add_argument(
+        "--workers",
+        type=_int_between(1),
+        default=1,
+        help="server processes, each loading the model (a warning above the CPU count)",
     )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")

@@ -11,8 +11,11 @@ Retry-After), the time it waits for an answer (504), and the connections uvicorn
 
 import asyncio
 import contextlib
+import dataclasses
 import gc
+import json
 import logging
+import os
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -322,6 +325,24 @@ def public_error(error: Exception) -> str:
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
     """uvicorn.run keywords that follow the settings: the connection limit."""
     return {"limit_concurrency": settings.max_connections}
+
+
+SETTINGS_VARIABLE = "IMDB_SERVE_SETTINGS"
+
+
+def settings_to_environment(settings: ServerSettings) -> dict[str, str]:
+    """The settings as an environment variable, for worker processes (app_from_environment)."""
+    fields = dataclasses.asdict(settings)
+    fields["model_path"] = str(settings.model_path)
+    return {SETTINGS_VARIABLE: json.dumps(fields)}
+
+
+def app_from_environment() -> FastAPI:
+    """uvicorn's app factory for ``sentiment serve --workers N``: one app per worker."""
+    fields = json.loads(os.environ[SETTINGS_VARIABLE])
+    fields["model_path"] = Path(fields["model_path"])
+    fields["warm_up_batch_sizes"] = tuple(fields["warm_up_batch_sizes"])
+    return create_app(ServerSettings(**fields))
 
 
 def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa: B008
