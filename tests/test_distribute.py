@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import yaml
 
-from imdb_sentiment import distribute, model
+from imdb_sentiment import cluster_watchdog, distribute, model
 from tests.conftest import REPO_ROOT, free_port
 
 TRAIN_OUTPUTS = ("models", "metrics", "plots")
@@ -61,8 +61,8 @@ def test_a_listening_address_is_told_from_a_closed_one() -> None:
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
-        assert distribute.accepts_connections(f"127.0.0.1:{listener.getsockname()[1]}")
-    assert not distribute.accepts_connections(f"127.0.0.1:{free_port()}")
+        assert cluster_watchdog.listens(f"127.0.0.1:{listener.getsockname()[1]}")
+    assert not cluster_watchdog.listens(f"127.0.0.1:{free_port()}")
 
 
 @pytest.mark.parametrize("raw", ["soon", "0", "-3"])

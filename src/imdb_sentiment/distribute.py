@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -147,16 +146,6 @@ def _timeout(environ: Mapping[str, str]) -> float:
     if not timeout > 0:
         raise ClusterError(f"{TIMEOUT_VARIABLE} = {raw!r} is not a positive number of seconds")
     return timeout
-
-
-def accepts_connections(address: str) -> bool:
-    """Whether something listens at host:port now."""
-    host, _, port = address.rpartition(":")
-    try:
-        with socket.create_connection((host, int(port)), timeout=1.0):
-            return True
-    except OSError:
-        return False
 
 
 # --- GPU ------------------------------------------------------------------------------------
