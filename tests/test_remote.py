@@ -86,11 +86,13 @@ def test_push_then_a_fresh_clone_pulls_a_model_that_scores_with_no_training(tmp_
     assert '"label"' in scored.stdout
     assert "in sync" in run_in(clone, project.env, "dvc", "status", "-c").stdout
 
-    # the model registry entry (dvc.yaml artifacts:): fetched with no clone and no training
+    # the model registry entry (dvc.yaml artifacts:), its version registered as a git tag the
+    # way GTO and DVC Studio write it: fetched with no clone and no training
+    project.run("git", "tag", "-a", "sentiment-model@v1.0.0", "-m", "Registered v1.0.0")
     fetched = tmp_path / "fetched.keras"
     run_in(
         tmp_path, project.env, "dvc", "artifacts", "get", str(project.root), "sentiment-model",
-        "-o", str(fetched),
+        "--rev", "v1.0.0", "-o", str(fetched),
     )  # fmt: skip
     assert fetched.read_bytes() == (clone / "models/end_to_end.keras").read_bytes()
 
