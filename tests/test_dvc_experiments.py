@@ -45,3 +45,26 @@ def test_a_queued_grid_runs_on_two_workers_and_a_bad_param_fails_in_its_log(tmp_
 
     log = project.run("dvc", "queue", "logs", "bad-units")
     assert "train: error:" in log and "lstm_units" in log, log
+
+
+@pytest.mark.integration
+def test_an_experiment_pushed_by_one_clone_is_pulled_and_applied_by_another(tmp_path):
+    project, _ = tiny_project(tmp_path)
+    origin, store, clone = tmp_path / "origin.git", tmp_path / "dvc-store", tmp_path / "clone"
+    project.run("git", "init", "-q", "--bare", str(origin))
+    project.run("dvc", "remote", "add", "-d", "team", str(store))
+    project.commit("tiny project, team remote")
+    project.run("git", "remote", "add", "origin", str(origin))
+    project.run("git", "push", "-q", "origin", "HEAD:refs/heads/main")
+    project.run("dvc", "exp", "run", "-n", "units-8", "-S", "train.lstm_units=8")
+    project.run("dvc", "exp", "push", "origin", "units-8")
+
+    project.run("git", "clone", "-q", "--branch", "main", str(origin), str(clone))
+    teammate = Project.__new__(Project)  # the clone, with the project's environment
+    teammate.root, teammate.env = clone, project.env
+    teammate.run("dvc", "exp", "pull", "origin", "units-8")
+    teammate.run("dvc", "exp", "apply", "units-8")
+    teammate.run("dvc", "checkout")
+    for output in ("metrics/eval.json", "models/end_to_end.keras"):
+        assert (clone / output).read_bytes() == (project.root / output).read_bytes(), output
+    assert "up to date" in teammate.run("dvc", "status")
