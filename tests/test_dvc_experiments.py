@@ -59,9 +59,7 @@ def test_an_experiment_pushed_by_one_clone_is_pulled_and_applied_by_another(tmp_
     project.run("dvc", "exp", "run", "-n", "units-8", "-S", "train.lstm_units=8")
     project.run("dvc", "exp", "push", "origin", "units-8")
 
-    project.run("git", "clone", "-q", "--branch", "main", str(origin), str(clone))
-    teammate = Project.__new__(Project)  # the clone, with the project's environment
-    teammate.root, teammate.env = clone, project.env
+    teammate = project.clone(str(origin), clone)
     teammate.run("dvc", "exp", "pull", "origin", "units-8")
     teammate.run("dvc", "exp", "apply", "units-8")
     teammate.run("dvc", "checkout")

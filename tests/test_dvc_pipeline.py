@@ -97,6 +97,13 @@ class Project:
         assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
         return result.stdout + result.stderr
 
+    def clone(self, origin: str, root: Path) -> Project:
+        """A git clone of ``origin`` at ``root``, run with this project's environment."""
+        self.run("git", "clone", "-q", "--branch", "main", origin, str(root))
+        clone = object.__new__(Project)
+        clone.root, clone.env = root, self.env
+        return clone
+
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")
         self.run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
