@@ -27,7 +27,8 @@ DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 
 
 def imported_library_modules(script: Path) -> set[str]:
-    """Library module files a script imports, followed transitively through the package."""
+    """Library module files a script imports or runs (`python -m imdb_sentiment.x`),
+    followed transitively through the package."""
     found: set[str] = set()
     pending = [script]
     while pending:
@@ -38,6 +39,8 @@ def imported_library_modules(script: Path) -> set[str]:
                 names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names if alias.name.startswith(PACKAGE)]
+            elif isinstance(node, ast.Constant) and str(node.value).startswith(f"{PACKAGE}."):
+                names = [node.value]
             for name in names:
                 path = (
                     PACKAGE_DIR / (name.split(".", 1)[1].replace(".", "/") + ".py")
