@@ -1,8 +1,9 @@
 """A real DVC remote: moto's S3 server on 127.0.0.1, which dvc-s3 talks to over HTTP.
 
 push → fresh git clone → pull gives a workspace with nothing to reproduce and a model that
-scores reviews with no training run; with the server stopped, push and pull fail with DVC's
-message and leave the cache and the workspace as they were.
+scores reviews with no training run; with the server stopped, a missing bucket or credentials the
+server refuses, push and pull fail with DVC's message and leave the cache and the workspace
+as they were.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from pathlib import Path
 import boto3
 import moto.server as moto_server
 import pytest
+import requests
 
 from tests.conftest import free_port
 from tests.test_dvc_pipeline import tiny_project
@@ -100,9 +102,39 @@ def test_push_then_a_fresh_clone_pulls_a_model_that_scores_with_no_training(tmp_
     before = snapshot(clone)
     server.stop()
     (clone / "params.yaml").touch()
-    for command in (("dvc", "push"), ("dvc", "pull", "--force")):
-        result = run_in(clone, project.env, *command, ok=False)
-        assert result.returncode != 0
-        assert "ERROR" in result.stderr, result.stderr
+    fails_and_keeps(clone, project.env, before, "ERROR")
+    server.start()
+
+    # a bucket that does not exist: push fails, and so does a fresh clone's pull (a pull with
+    # everything in the local cache never asks the remote), which then holds no outputs
+    second = tmp_path / "second"
+    run_in(tmp_path, project.env, "git", "clone", "-q", str(project.root), str(second))
+    for folder in (clone, second):
+        run_in(folder, project.env, "dvc", "remote", "modify", "--local", "storage", "url",
+               "s3://no-such-bucket/cache")  # fmt: skip
+    fails_and_keeps(clone, project.env, before, "NoSuchBucket", commands=(("dvc", "push"),))
+    fails_and_keeps(second, project.env, {}, "NoSuchBucket", commands=(("dvc", "pull"),))
+    (clone / ".dvc/config.local").unlink()
+
+    # credentials the server does not accept: moto checks signatures once auth is switched on
+    requests.post(f"{endpoint}/moto-api/reset-auth", data=b"0", timeout=10).raise_for_status()
+    try:
+        fails_and_keeps(clone, project.env, before, "Forbidden")
+    finally:
+        requests.post(f"{endpoint}/moto-api/reset-auth", data=b"inf", timeout=10)
+    run_in(clone, project.env, "dvc", "push")  # and with auth off again, the same clone works
+
+
+def fails_and_keeps(
+    clone: Path,
+    env: dict,
+    before: dict[str, bytes],
+    message: str,
+    commands: tuple[tuple[str, ...], ...] = (("dvc", "push"), ("dvc", "pull", "--force")),
+) -> None:
+    """Each command fails with DVC's message, and every local output and cache file is kept."""
+    for command in commands:
+        result = run_in(clone, env, *command, ok=False)
+        assert result.returncode != 0, f"{command} succeeded"
+        assert "ERROR" in result.stderr and message in result.stderr, result.stderr
         assert snapshot(clone) == before, f"{command} changed local files"
-    server.start()  # the fixture stops it again
