@@ -1,5 +1,6 @@
 """Stage 4: score the trained model on the official 25k test set.
 
+Scores each of `extra_sets` (your own labelled files) too, under its name in eval.json.
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
 confidently wrong test reviews to data/evaluation/. Also checks, on raw test reviews, that
 the exported raw-text model gives the same probabilities as the classifier on the arrays.
@@ -14,11 +15,12 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment import archive, dataset, evaluation, plotting
+from imdb_sentiment import archive, dataset, evaluation, plotting, tables
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import run_stage
+from imdb_sentiment.predict import ModelError, Predictor
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -26,6 +28,7 @@ MODELS_DIR = Path("models")
 METRICS_FILE = Path("metrics/eval.json")
 PLOTS_DIR = Path("plots/evaluate")
 ERRORS_DIR = Path("data/evaluation")
+CACHE_DIR = Path("data/cache")  # downloaded extra sets, as download keeps the archive
 PARITY_SAMPLE = 256
 PARITY_TOLERANCE = 1e-4
 
@@ -44,6 +47,7 @@ class Params:
     threshold: float = field(metadata={"gt": 0.0, "lt": 1.0})
     batch_size: int = field(metadata={"min": 1})
     confident_errors: int = field(metadata={"min": 0})
+    extra_sets: list = field(default_factory=list)  # your own labelled test sets, by name
 
 
 def run(
@@ -54,7 +58,9 @@ def run(
     metrics_file: Path = METRICS_FILE,
     plots_dir: Path = PLOTS_DIR,
     errors_dir: Path = ERRORS_DIR,
+    cache_dir: Path = CACHE_DIR,
 ) -> dict:
+    extra = tables.extra_sets(params.extra_sets, "evaluate.extra_sets")  # checked before work
     classifier = load_model(models_dir / "classifier.keras")
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
     score = scorer(classifier, max_length=x_test.shape[1])
@@ -71,6 +77,8 @@ def run(
     report["validation_accuracy"] = round(
         float(np.mean((validation >= params.threshold) == y_val)), 4
     )
+    if extra:
+        report["extra_sets"] = _score_extra_sets(extra, models_dir, params, cache_dir)
     _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
     with atomic_directory(errors_dir) as scratch:
         wrong = evaluation.confident_errors(
@@ -83,6 +91,29 @@ def run(
         f"(validation {report['validation_accuracy']:.4f}), ROC-AUC {report['roc_auc']:.4f}"
     )
     return report
+
+
+def _score_extra_sets(
+    extra: list[tables.ExtraSet], models_dir: Path, params: Params, cache_dir: Path
+) -> dict[str, dict]:
+    """Each set scored through the Predictor that the CLI and the API serve with."""
+    predictor = Predictor.load(models_dir / "end_to_end.keras", batch_size=params.batch_size)
+    scored = {}
+    for item in extra:
+        table, dropped = tables.load_labelled(item.url, item.sha256, item.spec, cache_dir)
+        tables.check_both_labels(table, f"evaluate.extra_sets {item.name!r} ({item.url})")
+        probabilities = predictor.probabilities(table["text"].tolist())
+        metrics = evaluation.classification_metrics(
+            table["label"].to_numpy(), probabilities, params.threshold
+        )
+        metrics["mean_probability_positive"] = round(float(np.mean(probabilities)), 4)
+        metrics["empty_texts_dropped"] = dropped
+        scored[item.name] = metrics
+        print(
+            f"evaluate: {item.name}: accuracy {metrics['accuracy']:.4f} on {len(table)} texts, "
+            f"ROC-AUC {metrics['roc_auc']:.4f}"
+        )
+    return scored
 
 
 def _check_raw_text_parity(models_dir: Path, texts, expected: np.ndarray, batch_size: int) -> None:
@@ -113,7 +144,8 @@ def _write_plots(labels, probabilities, threshold: float, report: dict, plots_di
 
 
 def main() -> int:
-    return run_stage(SECTION, Params, run, (FileNotFoundError, archive.ArchiveError, ParityError))
+    known = (FileNotFoundError, archive.ArchiveError, ParityError, ModelError)
+    return run_stage(SECTION, Params, run, known)
 
 
 if __name__ == "__main__":

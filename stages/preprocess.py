@@ -1,11 +1,14 @@
 """Stage 2: clean and tokenise, build the vocabulary, split validation by movie, encode.
 
+Without movies (a table source with no group column) the validation split is stratified.
+
 Writes data/prepared/{train,validation,test}.npz, the encoder config (vocabulary and
 cleaning options) that the raw-text model reuses, and metrics/preprocess.json.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,12 +16,14 @@ from typing import Literal
 
 from imdb_sentiment import archive, dataset, text
 from imdb_sentiment.fileio import atomic_directory, write_json
-from imdb_sentiment.params import ParamsError, run_stage
+from imdb_sentiment.params import run_stage
+from imdb_sentiment.tables import is_grouped, split_off
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 STATS_FILE = Path("metrics/preprocess.json")
 ENCODER_FILE = "encoder.json"
+SOURCE_FILE = "source.json"  # written by download: which source, grouped or not
 
 
 SECTION = "preprocess"
@@ -51,18 +56,11 @@ def run(
 ) -> None:
     train_table = archive.read_table(raw_dir, "train")
     test_table = archive.read_table(raw_dir, "test")
-    in_validation = dataset.split_by_movie(train_table, params.validation_fraction, params.seed)
-    if in_validation.all() or not in_validation.any():
-        raise ParamsError(
-            f"preprocess.validation_fraction = {params.validation_fraction} leaves an empty "
-            f"{'training' if in_validation.all() else 'validation'} set "
-            f"({train_table['movie'].nunique()} movies in {raw_dir / 'train.csv'})"
-        )
-    tables = {
-        "train": train_table[~in_validation],
-        "validation": train_table[in_validation],
-        "test": test_table,
-    }
+    key, sides = "preprocess.validation_fraction", ("training", "validation")
+    train_part, validation = split_off(
+        train_table, params.validation_fraction, params.seed, key, sides
+    )
+    tables = {"train": train_part, "validation": validation, "test": test_table}
     tokens = {
         name: text.tokenize(table["text"].tolist(), **params.cleaning)
         for name, table in tables.items()
@@ -82,8 +80,14 @@ def run(
             stats["movies"][name] = int(table["movie"].nunique())
             print(f"preprocess: {name}: {len(table)} reviews, {stats['movies'][name]} movies")
         text.save_encoder(encoder, scratch / ENCODER_FILE)
-    shared = set(tables["train"]["movie"]) & set(tables["validation"]["movie"])
+    shared = set(tables["train"]["movie"]) & set(tables["validation"]["movie"]) - {""}
     stats["movies_in_train_and_validation"] = len(shared)
+    stats["validation_grouped"] = is_grouped(train_table)
+    stats["texts_in_train_and_test"] = int(test_table["text"].isin(set(train_table["text"])).sum())
+    if stats["texts_in_train_and_test"]:
+        print(f"preprocess: {stats['texts_in_train_and_test']} test texts also appear in train")
+    source = raw_dir / SOURCE_FILE
+    stats["source"] = json.loads(source.read_text()) if source.is_file() else None
     write_json(stats_file, stats)
 
 

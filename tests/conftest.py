@@ -43,7 +43,7 @@ TINY_PARAMS = {
 def tiny_params(archive: Path, sha256: str) -> dict:
     """The committed params.yaml shrunk for a seconds-long run on ``archive``."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    params["download"] = {"url": str(archive), "sha256": sha256}
+    params["download"].update(url=str(archive), sha256=sha256)
     for section, values in TINY_PARAMS.items():
         params[section].update(values)
     return params

@@ -11,6 +11,7 @@ import difflib
 import errno
 import signal
 import sys
+import types
 import typing
 from collections.abc import Callable
 from pathlib import Path
@@ -70,12 +71,12 @@ def _check_value(path: Path, key: str, value: Any, hint: Any, limits: Any) -> No
         "lt": (lambda v, b: v < b, "<"),
     }
     for name, (accepts, symbol) in bounds.items():
-        if name in limits and not accepts(value, limits[name]):
+        if name in limits and value is not None and not accepts(value, limits[name]):
             raise ParamsError(
                 f"{path}: {key} = {value!r} is out of range: must be {symbol} {limits[name]}"
             )
     pattern = limits.get("pattern")
-    if pattern is not None and not pattern.fullmatch(value):
+    if pattern is not None and value is not None and not pattern.fullmatch(value):
         raise ParamsError(f"{path}: {key} = {value!r} is not valid: {limits['pattern_help']}")
 
 
@@ -88,13 +89,21 @@ def _matches_type(value: Any, hint: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if hint is float:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
-    return isinstance(value, hint)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # "float | None": any one
+        return any(_matches_type(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    return isinstance(value, typing.get_origin(hint) or hint)
 
 
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
-    return hint.__name__
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        return " or ".join(_describe(option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
 
 
 def section_keys(section: str, schema: type) -> list[str]:
