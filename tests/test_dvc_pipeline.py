@@ -19,6 +19,7 @@ from imdb_sentiment.params import section_keys
 from stages import download, evaluate, preprocess, train
 from tests.archive_factory import make_archive
 from tests.conftest import REPO_ROOT, tiny_params
+from tests.table_factory import TABLE_PARAMS, review_table, write_table
 
 STAGE_MODULES = {module.SECTION: module for module in (download, preprocess, train, evaluate)}
 PACKAGE = "imdb_sentiment"
@@ -157,7 +158,7 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
     assert change("train", "dropout", 0.2) == ["train", "evaluate"]
     assert change("preprocess", "max_length", 16) == ["preprocess", "train", "evaluate"]
     other_archive = tmp_path / "other.tar.gz"
-    params["download"] = {"url": str(other_archive), "sha256": make_archive(other_archive, seed=1)}
+    params["download"].update(url=str(other_archive), sha256=make_archive(other_archive, seed=1))
     project.set_params(params)
     assert project.repro() == ["download", "preprocess", "train", "evaluate"]
 
@@ -214,3 +215,37 @@ def readme_exp_show_command() -> list[str]:
     readme = (REPO_ROOT / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("dvc exp show --no-pager"))
     return shlex.split(line)
+
+
+@pytest.mark.integration
+def test_your_own_csv_then_parquet_run_every_stage_and_an_extra_set_reruns_evaluate_alone(
+    tmp_path,
+):
+    project, params = tiny_project(tmp_path)
+    assert project.repro() == ["download", "preprocess", "train", "evaluate"]
+    every_stage = ["download", "preprocess", "train", "evaluate"]
+    for name, seed in (("reviews.csv", 1), ("reviews.parquet", 2)):
+        table = tmp_path / name
+        sha = write_table(review_table(per_class=30, groups=10, seed=seed), table)
+        params["download"].update(TABLE_PARAMS, url=str(table), sha256=sha, test_fraction=0.25)
+        params["download"]["group_column"] = "product"
+        project.set_params(params)
+        assert project.repro() == every_stage, name
+        stats = json.loads((project.root / "metrics/preprocess.json").read_text())
+        assert stats["source"]["format"] == "table" and stats["validation_grouped"] is True
+        assert sum(stats[split]["reviews"] for split in ("train", "validation", "test")) == 60
+
+    extra = tmp_path / "other-site.jsonl"
+    sha = write_table(review_table(per_class=8, seed=3), extra)
+    params["evaluate"]["extra_sets"] = [
+        {"name": "other-site", "url": str(extra), "sha256": sha, "text_column": "review",
+         "label_column": "sentiment", "positive_labels": ["positive"],
+         "negative_labels": ["negative"]},
+    ]  # fmt: skip
+    project.set_params(params)
+    assert project.repro() == ["evaluate"]
+    scored = json.loads((project.root / "metrics/eval.json").read_text())["extra_sets"]
+    assert scored["other-site"]["count"] == 16
+    assert set(scored["other-site"]) >= {"accuracy", "f1", "roc_auc", "mean_probability_positive"}
+    shown = json.loads(project.run("dvc", "metrics", "show", "--json"))
+    assert "other-site" in json.dumps(shown)  # dvc metrics show and diff list it

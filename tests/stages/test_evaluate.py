@@ -1,11 +1,16 @@
 import json
+import re
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment import model, text
+from imdb_sentiment import archive, model, text
+from imdb_sentiment.params import ParamsError
+from imdb_sentiment.predict import Predictor
 from stages import evaluate
+from tests.table_factory import review_table, write_table
 
 
 def test_writes_metrics_plots_and_errors(pipeline_run):
@@ -31,7 +36,7 @@ def test_tiny_model_learns_the_tiny_task(pipeline_run):
 def test_missing_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(
-        "evaluate:\n  threshold: 0.5\n  batch_size: 8\n  confident_errors: 1\n"
+        "evaluate:\n  threshold: 0.5\n  batch_size: 8\n  confident_errors: 1\n  extra_sets: []\n"
     )
     assert evaluate.main() == 1
     assert (
@@ -44,6 +49,7 @@ def test_bad_threshold_is_named(tmp_path, monkeypatch, capsys, threshold):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text(
         f"evaluate:\n  threshold: {threshold}\n  batch_size: 8\n  confident_errors: 1\n"
+        "  extra_sets: []\n"
     )
     assert evaluate.main() == 1
     assert f"evaluate.threshold = {threshold} is out of range" in capsys.readouterr().err
@@ -55,8 +61,10 @@ def copy_of_run(pipeline_run, tmp_path):
     return tmp_path
 
 
-def evaluate_in(folder):
-    params = evaluate.Params(threshold=0.5, batch_size=16, confident_errors=3)
+def evaluate_in(folder, extra_sets=()):
+    params = evaluate.Params(
+        threshold=0.5, batch_size=16, confident_errors=3, extra_sets=list(extra_sets)
+    )
     return evaluate.run(
         params,
         folder / "data/raw",
@@ -65,6 +73,7 @@ def evaluate_in(folder):
         folder / "eval.json",
         folder / "plots",
         folder / "errors",
+        folder / "cache",
     )
 
 
@@ -90,3 +99,55 @@ def test_a_raw_text_model_that_scores_differently_is_refused(pipeline_run, tmp_p
 def test_the_unmodified_run_passes_both_guards(pipeline_run, tmp_path):
     report = evaluate_in(copy_of_run(pipeline_run, tmp_path))
     assert report["count"] == 48
+
+
+def extra_set_entry(path, sha, **changes) -> dict:
+    entry = {
+        "name": "shop", "url": str(path), "sha256": sha, "text_column": "review",
+        "label_column": "sentiment", "positive_labels": ["positive"],
+        "negative_labels": ["negative"],
+    }  # fmt: skip
+    return entry | changes
+
+
+def test_an_extra_set_is_scored_by_the_served_predictor_under_its_name(pipeline_run, tmp_path):
+    folder = copy_of_run(pipeline_run, tmp_path)
+    frame = review_table(per_class=10, seed=5)
+    sha = write_table(frame, tmp_path / "shop.csv")
+    report = evaluate_in(folder, [extra_set_entry(tmp_path / "shop.csv", sha)])
+    shop = report["extra_sets"]["shop"]
+    served = Predictor.load(folder / "models/end_to_end.keras").probabilities(frame.review.tolist())
+    assert shop["count"] == 20 and shop["mean_probability_positive"] == round(served.mean(), 4)
+    labels = (frame.sentiment == "positive").to_numpy()
+    assert shop["accuracy"] == round(float(np.mean((served >= 0.5) == labels)), 4)
+    assert json.loads((folder / "eval.json").read_text())["extra_sets"]["shop"] == shop
+
+
+BAD_EXTRA_SETS = {
+    "missing column": ({"text_column": "body"}, "no column 'body'; the columns are: review"),
+    "label outside the mapping": (
+        {"positive_labels": ["pos"]}, "label 'positive' is not in the mapping",
+    ),
+    "wrong sha256": ({"sha256": "0" * 64}, "sha256 mismatch"),
+    "unknown key": ({"colour": "red"}, "evaluate.extra_sets[0]: unknown key 'colour'"),
+    "no labels": ({"positive_labels": None}, "evaluate.extra_sets[0]: give positive_labels"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", list(BAD_EXTRA_SETS))
+def test_a_bad_extra_set_is_refused_by_name_and_nothing_is_written(pipeline_run, tmp_path, case):
+    changes, message = BAD_EXTRA_SETS[case]
+    folder = copy_of_run(pipeline_run, tmp_path)
+    sha = write_table(review_table(per_class=4), tmp_path / "shop.csv")
+    with pytest.raises((ParamsError, archive.ArchiveError), match=re.escape(message)):
+        evaluate_in(folder, [extra_set_entry(tmp_path / "shop.csv", sha, **changes)])
+    assert not (folder / "eval.json").exists() and not (folder / "plots").exists()
+
+
+def test_an_extra_set_of_one_class_is_refused(pipeline_run, tmp_path):
+    folder = copy_of_run(pipeline_run, tmp_path)
+    frame = review_table(per_class=4)
+    sha = write_table(frame[frame.sentiment == "negative"], tmp_path / "shop.csv")
+    with pytest.raises(archive.ArchiveError, match="'shop' .*needs both labels, found {0: 4}"):
+        evaluate_in(folder, [extra_set_entry(tmp_path / "shop.csv", sha)])
+    assert not (folder / "eval.json").exists()

@@ -97,3 +97,44 @@ def test_the_vocabulary_is_fitted_on_the_training_part_only(tmp_path):
     seen = [words[f"train:{movie}"] for movie in set(movies) - validation_movies]
     assert set(unseen).isdisjoint(encoder.vocabulary) and set(seen) <= set(encoder.vocabulary)
     assert (encoder.encode([" ".join(unseen)])[0][-len(unseen) :] == text.OOV_ID).all()
+
+
+def ungrouped_raw_tables(folder, duplicated: int):
+    """data/raw from a table source with no group column; ``duplicated`` test texts are
+    copies of training texts."""
+    from tests.table_factory import review_table
+
+    folder.mkdir(parents=True)
+    frames = {
+        "train": review_table(per_class=20, seed=0),
+        "test": review_table(per_class=20, seed=1),
+    }
+    copies = frames["train"].review.iloc[:duplicated].to_numpy()
+    frames["test"].loc[: duplicated - 1, "review"] = copies
+    for split, frame in frames.items():
+        rows = pd.DataFrame(
+            {
+                "id": range(len(frame)),
+                "rating": frame.sentiment,
+                "label": (frame.sentiment == "positive").astype(int),
+                "movie": "",
+                "text": frame.review,
+            }
+        )
+        rows.to_csv(folder / f"{split}.csv", index=False)
+
+
+def test_without_groups_validation_is_stratified_and_duplicates_are_counted(tmp_path):
+    ungrouped_raw_tables(tmp_path / "raw", duplicated=3)
+    params = preprocess.Params(
+        vocab_size=40, max_length=8, padding="pre", truncating="pre", validation_fraction=0.25,
+        seed=0, lowercase=True, strip_html=True, strip_punctuation=True,
+    )  # fmt: skip
+    preprocess.run(params, tmp_path / "raw", tmp_path / "prepared", tmp_path / "stats.json")
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["validation_grouped"] is False and stats["source"] is None
+    assert stats["validation"]["reviews"] == 10 and stats["validation"]["positive_fraction"] == 0.5
+    assert stats["texts_in_train_and_test"] >= 3  # the copies, and any tiny-text coincidences
+    train = pd.read_csv(tmp_path / "raw/train.csv", keep_default_na=False)
+    test = pd.read_csv(tmp_path / "raw/test.csv", keep_default_na=False)
+    assert stats["texts_in_train_and_test"] == int(test.text.isin(set(train.text)).sum())
