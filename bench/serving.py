@@ -13,6 +13,8 @@
 4. with --ui-clicks, the same load test again while a script clicks the UI's Analyse button
    (through Gradio's client, as the page does) on a --ui-review-words long review, over and
    over: the API's latency under UI load.
+5. with --workers 1,2, the API load test again against `sentiment serve --workers N` for
+   each N, one server after another, in the same run.
 Writes bench/serving.json and prints a markdown table.
 """
 
@@ -162,12 +164,12 @@ def ui_clicker(base: str, review: str) -> Iterator[dict]:
         thread.join(60)
 
 
-def start_server(model: Path, ui: bool = False) -> tuple[subprocess.Popen, str]:
+def start_server(model: Path, ui: bool = False, workers: int = 1) -> tuple[subprocess.Popen, str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-access-log"]
-    command += ["--model", str(model), "--port", str(port)]
+    command += ["--model", str(model), "--port", str(port), "--workers", str(workers)]
     command += [] if ui else ["--no-ui"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{port}"
@@ -199,6 +201,11 @@ def main() -> int:
     )
     parser.add_argument("--ui-clicks", action="store_true", help="repeat under UI clicks")
     parser.add_argument("--ui-review-words", type=int, default=600)
+    parser.add_argument(
+        "--workers",
+        type=lambda text: [int(n) for n in text.split(",")],
+        help="also repeat the API load test with these worker counts, for example 1,2",
+    )
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/serving.json")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -230,6 +237,13 @@ def main() -> int:
     finally:
         server.terminate()
         server.wait(30)
+    for workers in args.workers or []:
+        server, base = start_server(args.model, workers=workers)
+        try:
+            report[f"api_{workers}_workers"] = load_test(base)
+        finally:
+            server.terminate()
+            server.wait(60)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     ip = report["in_process"]
     rows = [
@@ -243,7 +257,9 @@ def main() -> int:
             f"{ip['batch_reviews_per_second']} reviews/s",
         ),
     ]
-    for name, title in (("api", "API"), ("api_with_ui_clicks", "API under UI clicks")):
+    titles = [("api", "API"), ("api_with_ui_clicks", "API under UI clicks")]
+    titles += [(f"api_{n}_workers", f"API, {n} workers") for n in args.workers or []]
+    for name, title in titles:
         if name in report:
             api = report[name]
             rows.append(
