@@ -110,4 +110,5 @@ def test_section_keys_are_dotted():
         "evaluate.threshold",
         "evaluate.batch_size",
         "evaluate.confident_errors",
+        "evaluate.extra_sets",
     ]
