@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import functools
+import http.server
 import os
 import socket
 import threading
@@ -115,3 +117,17 @@ def live_server(pipeline_run: Path) -> Iterator[str]:
     settings = serve.ServerSettings(model_path=pipeline_run / "models/end_to_end.keras")
     with serving(serve.create_app(settings)) as base:
         yield base
+
+
+@pytest.fixture
+def http_root(tmp_path):
+    """Serve a folder over HTTP on 127.0.0.1; yield (folder, base url)."""
+    root = tmp_path / "served"
+    root.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()

@@ -1,9 +1,6 @@
-import functools
-import http.server
 import io
 import os
 import tarfile
-import threading
 
 import pytest
 
@@ -11,20 +8,6 @@ from imdb_sentiment import archive
 from tests.archive_factory import make_archive, sha256_of, unsafe_member
 
 WRONG_SHA = "0" * 64
-
-
-@pytest.fixture
-def http_root(tmp_path):
-    """Serve a folder over HTTP on 127.0.0.1; yield (folder, base url)."""
-    root = tmp_path / "served"
-    root.mkdir()
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 def test_reads_both_splits_in_fixed_order(tiny_archive):

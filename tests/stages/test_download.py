@@ -217,3 +217,19 @@ def test_table_keys_with_the_archive_source_are_refused_by_name(workdir, capsys,
     err = capsys.readouterr().err
     assert "download.text_column = 'review' is for format: table" in err
     assert not (workdir / "data").exists()
+
+
+def test_a_table_comes_over_http_and_offline_through_imdb_archive(
+    workdir, capsys, http_root, monkeypatch
+):
+    folder, base = http_root
+    sha = write_table(review_table(per_class=10), folder / "reviews.csv")
+    code, err = run_table(workdir, capsys, f"{base}/reviews.csv", sha, test_fraction=0.25)
+    assert code == 0, err
+    online = (workdir / "data/raw/train.csv").read_bytes()
+
+    shutil.rmtree(workdir / "data")
+    monkeypatch.setenv(archive.ARCHIVE_ENV, str(folder / "reviews.csv"))
+    unreachable = "https://unreachable.invalid/reviews.csv"
+    assert run_table(workdir, capsys, unreachable, sha, test_fraction=0.25)[0] == 0
+    assert (workdir / "data/raw/train.csv").read_bytes() == online
