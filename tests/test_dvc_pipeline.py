@@ -135,6 +135,38 @@ def tiny_project(tmp_path: Path) -> tuple[Project, dict]:
     return project, params
 
 
+def switch_to_your_own_tables_then_add_an_extra_set(
+    project: Project, params: dict, tmp_path: Path
+) -> None:
+    """From the archive to a CSV, then to a Parquet file of other rows: every stage reruns
+    each time. Then an extra test set: evaluate alone reruns, and scores it under its name."""
+    every_stage = ["download", "preprocess", "train", "evaluate"]
+    for name, seed in (("reviews.csv", 1), ("reviews.parquet", 2)):
+        table = tmp_path / name
+        sha = write_table(review_table(per_class=30, groups=10, seed=seed), table)
+        params["download"].update(TABLE_PARAMS, url=str(table), sha256=sha, test_fraction=0.25)
+        params["download"]["group_column"] = "product"
+        project.set_params(params)
+        assert project.repro() == every_stage, name
+        stats = json.loads((project.root / "metrics/preprocess.json").read_text())
+        assert stats["source"]["format"] == "table" and stats["validation_grouped"] is True
+        assert sum(stats[split]["reviews"] for split in ("train", "validation", "test")) == 60
+
+    extra = tmp_path / "other-site.jsonl"
+    sha = write_table(review_table(per_class=8, seed=3), extra)
+    params["evaluate"]["extra_sets"] = [
+        {"name": "other-site", "url": str(extra), "sha256": sha, "text_column": "review",
+         "label_column": "sentiment", "positive_labels": ["positive"],
+         "negative_labels": ["negative"]},
+    ]  # fmt: skip
+    project.set_params(params)
+    assert project.repro() == ["evaluate"]
+    scored = json.loads((project.root / "metrics/eval.json").read_text())["extra_sets"]
+    assert scored["other-site"]["count"] == 16
+    assert set(scored["other-site"]) >= {"accuracy", "f1", "roc_auc", "mean_probability_positive"}
+    assert "extra_sets.other-site.accuracy" in project.run("dvc", "metrics", "show", "--md")
+
+
 @pytest.mark.integration
 def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
     project, params = tiny_project(tmp_path)
@@ -157,10 +189,7 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
     assert after["roc_auc"] == before["roc_auc"]  # ranking figures do not depend on it
     assert change("train", "dropout", 0.2) == ["train", "evaluate"]
     assert change("preprocess", "max_length", 16) == ["preprocess", "train", "evaluate"]
-    other_archive = tmp_path / "other.tar.gz"
-    params["download"].update(url=str(other_archive), sha256=make_archive(other_archive, seed=1))
-    project.set_params(params)
-    assert project.repro() == ["download", "preprocess", "train", "evaluate"]
+    switch_to_your_own_tables_then_add_an_extra_set(project, params, tmp_path)
 
     with open(project.root / "stages/train.py", "a") as script:
         script.write("\n# an edit\n")
@@ -215,37 +244,3 @@ def readme_exp_show_command() -> list[str]:
     readme = (REPO_ROOT / "README.md").read_text()
     line = next(line for line in readme.splitlines() if line.startswith("dvc exp show --no-pager"))
     return shlex.split(line)
-
-
-@pytest.mark.integration
-def test_your_own_csv_then_parquet_run_every_stage_and_an_extra_set_reruns_evaluate_alone(
-    tmp_path,
-):
-    project, params = tiny_project(tmp_path)
-    assert project.repro() == ["download", "preprocess", "train", "evaluate"]
-    every_stage = ["download", "preprocess", "train", "evaluate"]
-    for name, seed in (("reviews.csv", 1), ("reviews.parquet", 2)):
-        table = tmp_path / name
-        sha = write_table(review_table(per_class=30, groups=10, seed=seed), table)
-        params["download"].update(TABLE_PARAMS, url=str(table), sha256=sha, test_fraction=0.25)
-        params["download"]["group_column"] = "product"
-        project.set_params(params)
-        assert project.repro() == every_stage, name
-        stats = json.loads((project.root / "metrics/preprocess.json").read_text())
-        assert stats["source"]["format"] == "table" and stats["validation_grouped"] is True
-        assert sum(stats[split]["reviews"] for split in ("train", "validation", "test")) == 60
-
-    extra = tmp_path / "other-site.jsonl"
-    sha = write_table(review_table(per_class=8, seed=3), extra)
-    params["evaluate"]["extra_sets"] = [
-        {"name": "other-site", "url": str(extra), "sha256": sha, "text_column": "review",
-         "label_column": "sentiment", "positive_labels": ["positive"],
-         "negative_labels": ["negative"]},
-    ]  # fmt: skip
-    project.set_params(params)
-    assert project.repro() == ["evaluate"]
-    scored = json.loads((project.root / "metrics/eval.json").read_text())["extra_sets"]
-    assert scored["other-site"]["count"] == 16
-    assert set(scored["other-site"]) >= {"accuracy", "f1", "roc_auc", "mean_probability_positive"}
-    shown = json.loads(project.run("dvc", "metrics", "show", "--json"))
-    assert "other-site" in json.dumps(shown)  # dvc metrics show and diff list it
