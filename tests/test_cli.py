@@ -243,6 +243,8 @@ def test_several_workers_start_from_the_app_factory_and_too_many_are_warned_of(c
     app, given = options[0]
     assert app == "imdb_sentiment.serve:app_from_environment" and given["factory"] is True
     assert given["workers"] == 3
+    # uvicorn's 5 s default would kill each worker while it loads the model, for ever
+    assert given["timeout_worker_healthcheck"] == 120
     assert "--workers 3 is more than this machine's 2 CPUs" in capsys.readouterr().err
     settings = json.loads(os.environ[serve.SETTINGS_VARIABLE])
     assert settings["max_batch"] == 7

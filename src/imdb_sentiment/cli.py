@@ -209,6 +209,7 @@ def serve_command(args: argparse.Namespace) -> int:
         max_queued_reviews=args.max_queued_reviews,
         request_timeout_s=args.request_timeout_s,
         max_connections=args.max_connections,
+        worker_healthcheck_s=args.worker_healthcheck_s,
         ui=not args.no_ui,
     )
     cpus = os.cpu_count() or 1
@@ -333,6 +334,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=_int_between(1),
         default=1,
         help="server processes, each loading the model (a warning above the CPU count)",
+    )
+    serve.add_argument(
+        "--worker-healthcheck-s",
+        type=_int_between(1),
+        default=120,
+        help="with --workers: seconds a worker may take to answer uvicorn's ping (model loading)",
     )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
     serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")

@@ -63,6 +63,10 @@ class ServerSettings:
     # Micro-batch sizes to run once before /ready (models the LSTM kernel does not cover run
     # through XLA, which compiles a program per padded size: every one up to XLA_SPLIT_ROWS)
     warm_up_batch_sizes: tuple[int, ...] = (1, 2, 4, 8)
+    # With several workers uvicorn kills one that does not answer its ping in this time. Its
+    # default of 5 s kills every worker while it loads the model (TensorFlow and numba hold the
+    # GIL that the ping thread needs), and restarts it, for ever.
+    worker_healthcheck_s: int = 120
 
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
@@ -74,6 +78,7 @@ class ServerSettings:
             "max_queued_reviews",
             "max_connections",
             "ui_queue_size",
+            "worker_healthcheck_s",
         ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -323,8 +328,11 @@ def public_error(error: Exception) -> str:
 
 
 def uvicorn_options(settings: ServerSettings) -> dict[str, Any]:
-    """uvicorn.run keywords that follow the settings: the connection limit."""
-    return {"limit_concurrency": settings.max_connections}
+    """uvicorn.run keywords that follow the settings: the connection limit, the workers' ping."""
+    return {
+        "limit_concurrency": settings.max_connections,
+        "timeout_worker_healthcheck": settings.worker_healthcheck_s,
+    }
 
 
 SETTINGS_VARIABLE = "IMDB_SERVE_SETTINGS"
