@@ -210,6 +210,16 @@ def test_a_truncated_parquet_or_gzip_file_is_refused(workdir, capsys, suffix, me
     assert not (workdir / "data").exists()
 
 
+def test_a_test_file_of_one_class_is_refused_and_nothing_is_written(workdir, capsys):
+    frame = review_table(per_class=6)
+    sha = write_table(frame, workdir / "train.csv")
+    test_sha = write_table(frame[frame.sentiment == "negative"], workdir / "test.csv")
+    values = {"test_url": str(workdir / "test.csv"), "test_sha256": test_sha}
+    code, err = run_table(workdir, capsys, workdir / "train.csv", sha, **values)
+    assert code == 1 and "the test set: needs both labels, found {0: 6}" in err, err
+    assert not (workdir / "data").exists()
+
+
 def test_table_keys_with_the_archive_source_are_refused_by_name(workdir, capsys, tiny_archive):
     path, sha = tiny_archive
     write_params(workdir, url=str(path), sha256=sha, text_column="review")
