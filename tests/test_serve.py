@@ -279,9 +279,14 @@ def test_load_errors_are_logged_in_full_and_shown_short(tmp_path, caplog):
     assert "private-folder" in caplog.text
 
 
-def test_uvicorn_takes_its_connection_limit_from_the_settings():
-    settings = serve.ServerSettings(max_connections=7)
-    assert serve.uvicorn_options(settings) == {"limit_concurrency": 7}
+def test_uvicorn_takes_its_connection_limit_and_worker_ping_from_the_settings():
+    settings = serve.ServerSettings(max_connections=7, worker_healthcheck_s=90)
+    assert serve.uvicorn_options(settings) == {
+        "limit_concurrency": 7,
+        "timeout_worker_healthcheck": 90,
+    }
+    with pytest.raises(ValueError, match="worker_healthcheck_s must be at least 1, got 0"):
+        serve.ServerSettings(worker_healthcheck_s=0)
 
 
 def test_the_body_limit_holds_behind_a_root_path(stub_app):
