@@ -77,6 +77,20 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="session")
+def trained_project_template(tmp_path_factory: pytest.TempPathFactory):
+    """One tiny git + dvc project after `dvc repro`, shared by the real-dvc tests."""
+    from tests.dvc_project import TrainedProject
+
+    return TrainedProject(tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture
+def trained_project(trained_project_template, tmp_path: Path):
+    """A fresh copy of the trained tiny project and its params: (project, params)."""
+    return trained_project_template.copy(tmp_path)
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

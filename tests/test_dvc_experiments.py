@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.test_dvc_pipeline import Project, tiny_project
+from tests.dvc_project import Project
 
 
 def wait_for_queue(project: Project, count: int, seconds: float = 600) -> str:
@@ -25,9 +25,8 @@ def wait_for_queue(project: Project, count: int, seconds: float = 600) -> str:
 
 
 @pytest.mark.integration
-def test_a_queued_grid_runs_on_two_workers_and_a_bad_param_fails_in_its_log(tmp_path):
-    project, _ = tiny_project(tmp_path)
-    project.commit("tiny project")
+def test_a_queued_grid_runs_on_two_workers_and_a_bad_param_fails_in_its_log(trained_project):
+    project, _ = trained_project
     project.run("dvc", "exp", "run", "--queue", "-S", "train.lstm_units=8,16")
     project.run("dvc", "exp", "run", "--queue", "--name", "bad-units", "-S", "train.lstm_units=0")
     try:
@@ -48,8 +47,10 @@ def test_a_queued_grid_runs_on_two_workers_and_a_bad_param_fails_in_its_log(tmp_
 
 
 @pytest.mark.integration
-def test_an_experiment_pushed_by_one_clone_is_pulled_and_applied_by_another(tmp_path):
-    project, _ = tiny_project(tmp_path)
+def test_an_experiment_pushed_by_one_clone_is_pulled_and_applied_by_another(
+    trained_project, tmp_path
+):
+    project, _ = trained_project
     origin, store, clone = tmp_path / "origin.git", tmp_path / "dvc-store", tmp_path / "clone"
     project.run("git", "init", "-q", "--bare", str(origin))
     project.run("dvc", "remote", "add", "-d", "team", str(store))

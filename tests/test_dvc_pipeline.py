@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import re
 import shlex
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +13,8 @@ import yaml
 
 from imdb_sentiment.params import section_keys
 from stages import download, evaluate, preprocess, train
-from tests.archive_factory import make_archive
-from tests.conftest import REPO_ROOT, tiny_params
+from tests.conftest import REPO_ROOT
+from tests.dvc_project import RAN, Project
 from tests.table_factory import TABLE_PARAMS, review_table, write_table
 
 STAGE_MODULES = {module.SECTION: module for module in (download, preprocess, train, evaluate)}
@@ -69,71 +65,6 @@ def test_code_deps_are_exactly_the_script_and_its_library_modules(stage):
 
 # --- real dvc -------------------------------------------------------------------------------
 
-RAN = re.compile(r"Running stage '(\w+)'")
-
-
-class Project:
-    """A throwaway git + dvc copy of the pipeline, run against tiny archives."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        root.mkdir()
-        for name in ("dvc.yaml", "params.yaml", "pyproject.toml"):
-            shutil.copy(REPO_ROOT / name, root / name)
-        for folder in ("stages", "src", "plots/templates"):
-            shutil.copytree(
-                REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
-            )
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": f"{root / 'src'}{os.pathsep}{root}",
-            "DVC_NO_ANALYTICS": "1",
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
-        }
-        self.env.pop("IMDB_ARCHIVE", None)
-        self.run("git", "init", "-q")
-        self.run("dvc", "init", "-q")
-
-    def run(self, *command: str) -> str:
-        result = subprocess.run(
-            command, cwd=self.root, env=self.env, capture_output=True, text=True, timeout=600
-        )
-        assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
-        return result.stdout + result.stderr
-
-    def clone(self, origin: str, root: Path) -> Project:
-        """A git clone of ``origin`` at ``root``, run with this project's environment."""
-        self.run("git", "clone", "-q", "--branch", "main", origin, str(root))
-        clone = object.__new__(Project)
-        clone.root, clone.env = root, self.env
-        return clone
-
-    def commit(self, message: str) -> None:
-        self.run("git", "add", "-A")
-        self.run("git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", message)
-
-    def repro(self) -> list[str]:
-        return RAN.findall(self.run("dvc", "repro"))
-
-    def set_params(self, params: dict) -> None:
-        (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-
-    def declared_outputs(self) -> list[Path]:
-        outs = []
-        for stage in DVC_YAML["stages"].values():
-            for out in stage["outs"]:
-                outs.append(self.root / (out if isinstance(out, str) else next(iter(out))))
-        return outs
-
-
-def tiny_project(tmp_path: Path) -> tuple[Project, dict]:
-    """A Project whose params.yaml points at a fresh tiny archive; returns it and the params."""
-    project = Project(tmp_path / "project")
-    archive = tmp_path / "tiny.tar.gz"
-    params = tiny_params(archive, make_archive(archive))
-    project.set_params(params)
-    return project, params
-
 
 def switch_to_your_own_tables_then_add_an_extra_set(
     project: Project, params: dict, tmp_path: Path
@@ -168,14 +99,19 @@ def switch_to_your_own_tables_then_add_an_extra_set(
 
 
 @pytest.mark.integration
-def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
-    project, params = tiny_project(tmp_path)
-
-    assert project.repro() == ["download", "preprocess", "train", "evaluate"]
+def test_a_first_dvc_repro_runs_every_stage_and_a_second_runs_none(trained_project_template):
+    assert trained_project_template.first_run == ["download", "preprocess", "train", "evaluate"]
+    project = trained_project_template.project
     missing = [out for out in project.declared_outputs() if not out.exists()]
     assert missing == []
     assert "accuracy" in project.run("dvc", "metrics", "show")
     assert project.repro() == []
+
+
+@pytest.mark.integration
+def test_dvc_repro_reruns_only_the_stages_that_read_a_change(trained_project, tmp_path):
+    project, params = trained_project
+    assert project.repro() == []  # a copy of the project is as up to date as the original
 
     def change(section: str, key: str, value) -> list[str]:
         params[section][key] = value
@@ -204,9 +140,8 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(tmp_path):
 
 
 @pytest.mark.integration
-def test_a_forced_retrain_keeps_dvc_lock_and_exp_show_and_plots_read_well(tmp_path):
-    project, _ = tiny_project(tmp_path)
-    project.repro()
+def test_a_forced_retrain_keeps_dvc_lock_and_exp_show_and_plots_read_well(trained_project):
+    project, _ = trained_project
     lock = lock_without_timings(project.root / "dvc.lock")
     project.run("dvc", "repro", "-f", "-s", "train")  # the same weights again: the same bytes
     assert RAN.findall(project.run("dvc", "repro")) == []  # so evaluate has nothing to redo

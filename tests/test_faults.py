@@ -17,7 +17,7 @@ import yaml
 
 from tests.archive_factory import make_archive
 from tests.conftest import REPO_ROOT, tiny_params
-from tests.test_dvc_pipeline import RAN, tiny_project
+from tests.dvc_project import RAN
 
 
 def scratch_left(folder: Path) -> list[str]:
@@ -102,14 +102,15 @@ def test_sigterm_mid_training_exits_cleanly_with_a_message_and_no_scratch(prepar
 
 
 @pytest.mark.integration
-def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_train(tmp_path):
-    project, params = tiny_project(tmp_path)
-    project.repro()
+def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_train(
+    trained_project,
+):
+    project, params = trained_project
     models = project.root / "models"
     before = {p.name: p.read_bytes() for p in models.iterdir()}
     eval_before = (project.root / "metrics/eval.json").read_bytes()
 
-    params["train"]["dropout"] = 0.1
+    params["train"].update(dropout=0.1, ensemble_size=2)  # killed in the first of two members
     project.set_params(params)
     repro = subprocess.Popen(
         ["dvc", "repro"],

@@ -17,7 +17,6 @@ import pytest
 import requests
 
 from tests.conftest import free_port
-from tests.test_dvc_pipeline import tiny_project
 
 BUCKET = "imdb-sentiment"
 CREDENTIALS = {
@@ -66,11 +65,12 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.integration
-def test_push_then_a_fresh_clone_pulls_a_model_that_scores_with_no_training(tmp_path, s3_endpoint):
+def test_push_then_a_fresh_clone_pulls_a_model_that_scores_with_no_training(
+    trained_project, tmp_path, s3_endpoint
+):
     endpoint, server = s3_endpoint
-    project, _ = tiny_project(tmp_path)
+    project, _ = trained_project
     project.env.update(CREDENTIALS)
-    project.repro()
     project.run("dvc", "remote", "add", "-d", "storage", f"s3://{BUCKET}/cache")
     project.run("dvc", "remote", "modify", "storage", "endpointurl", endpoint)
     project.commit("tiny run, S3 remote")
