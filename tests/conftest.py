@@ -42,6 +42,11 @@ TINY_PARAMS = {
 }
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow real-dvc tests first: started early, they do not end the run alone."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
 def tiny_params(archive: Path, sha256: str) -> dict:
     """The committed params.yaml shrunk for a seconds-long run on ``archive``."""
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
