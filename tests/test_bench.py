@@ -1,6 +1,7 @@
 """The benchmarks' reports on synthetic figures (the real runs take ~20 minutes), and the
 wrk load generator against the tiny model."""
 
+import argparse
 import json
 import os
 import shutil
@@ -8,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import yaml
 
@@ -36,6 +38,15 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
         "command": "python bench/benchmark.py --archive a.tar.gz",
         "machine": {"cores": 2, "cpu": "test cpu"},
         "pipeline": fake_run(300.0, 0.88),
+        "reference": fake_run(100.0, 0.91),
+        "time_ratio_vs_reference": 0.42,
+        "compute_use": {
+            "training_mflop_per_review": 136.0,
+            "mean_tokens_per_review": 230.0,
+            "achieved_gflops": 40.8,
+            "matrix_gflops": 200.0,
+            "share_of_matrix_rate": 0.204,
+        },
         "naive": {"train": {"train_reviews_per_second": 100.0}},
         "baseline": fake_run(150.0, 0.85),
         "throughput_ratio_vs_naive": 3.0,
@@ -47,8 +58,11 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
     }
     table = benchmark.markdown(report)
     for stage in benchmark.STAGES:
-        assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 |" in table
-    assert "| test accuracy | 0.88 | 0.85 |" in table
+        assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 | 10.0 / 500 |" in table
+    assert "| test accuracy | 0.88 | 0.91 | 0.85 |" in table
+    assert "pipeline / round-13 reference: **0.42**" in table
+    assert "**20.4%** of the machine's float32 matrix rate (200.0 GFLOP/s" in table
+    assert "(test cpu, ?, float32 matrix rate 200.0 GFLOP/s)" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
     assert "`metrics/eval.json`): identical. Outputs whose hash differs" in table
 
@@ -199,3 +213,36 @@ def test_peak_rss_of_tree_counts_the_children_of_a_process():
     process.wait(30)
     time.sleep(0.1)
     assert peak[0] > 150 * 2**20
+
+
+def test_the_reference_is_the_pipelines_own_run_when_the_params_are_round_13s():
+    report = {"pipeline": fake_run(300.0, 0.88), "reference": {"same_as_pipeline": True}}
+    assert benchmark.reference_run(report) is report["pipeline"]
+
+
+def test_the_round_13_reference_pins_every_key_and_ignores_retuning():
+    committed = committed_params()
+    for section in ("preprocess", "train"):
+        assert set(benchmark.ROUND_13[section]) == set(committed[section]), section
+    retuned = benchmark.with_overrides(committed, {"train": {"ensemble_size": 1}})
+    assert benchmark.reference_params(retuned) == benchmark.reference_params(committed)
+    assert benchmark.reference_params(retuned)["train"]["ensemble_size"] == 3
+
+
+def test_compute_use_divides_the_achieved_rate_by_the_matrix_rate(tmp_path):
+    from imdb_sentiment import dataset, flops
+
+    x = np.array([[0, 0, 5, 6], [7, 8, 9, 3]], np.int32)  # 2 and 4 tokens: 3 on average
+    (tmp_path / "data/prepared").mkdir(parents=True)
+    dataset.save_arrays(tmp_path / "data/prepared/train.npz", np.arange(2), x, np.array([0, 1]))
+    run = {"params": committed_params(), "train": {"train_reviews_per_second": 1000.0}}
+    use = benchmark.compute_use(run, tmp_path, matrix_gflops=100.0)
+    network = argparse.Namespace(**run["params"]["train"])
+    expected = flops.training_flops_per_review(network, 3.0) * 1000.0 / 1e9
+    assert use["mean_tokens_per_review"] == 3.0
+    assert use["achieved_gflops"] == round(expected, 1)
+    assert use["share_of_matrix_rate"] == round(expected / 100.0, 3)
+
+
+def test_the_matrix_rate_is_a_positive_gflops_figure():
+    assert benchmark.matrix_rate_gflops(size=64, repeats=3) > 0
