@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench import ablation, benchmark, serving, soak
+from bench import ablation, benchmark, serving, soak, training_profile
 from stages import preprocess, train
 
 # CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
@@ -246,3 +246,17 @@ def test_compute_use_divides_the_achieved_rate_by_the_matrix_rate(tmp_path):
 
 def test_the_matrix_rate_is_a_positive_gflops_figure():
     assert benchmark.matrix_rate_gflops(size=64, repeats=3) > 0
+
+
+def test_the_fused_lstm_op_timed_by_the_profile_computes_keras_lstm():
+    _, keras_outputs = training_profile.lstm_pass("Keras LSTM", 3, 7, 5, 4)
+    _, fused_outputs = training_profile.lstm_pass("BlockLSTMV2", 3, 7, 5, 4)
+    np.testing.assert_allclose(fused_outputs(), keras_outputs(), atol=1e-6)
+    step, _ = training_profile.lstm_pass("Keras LSTM, XLA", 3, 7, 5, 4)
+    assert [gradient.shape for gradient in step()] == [(5, 16), (4, 16), (16,)]
+
+
+def test_the_profile_times_an_epoch_of_the_real_trainer(pipeline_run):
+    variants = {"words only": {"pair_vocab_size": 0}}
+    (row,) = training_profile.epoch_rows(pipeline_run / "data/prepared", 10, variants)
+    assert row["case"] == "words only" and row["reviews"] == 10 and row["reviews_per_s"] > 0
