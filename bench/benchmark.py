@@ -29,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -206,19 +207,26 @@ def machine() -> dict:
     }
 
 
+def median_seconds(step: Callable[[], object], repeats: int) -> float:
+    """The median wall time of ``step`` over ``repeats`` calls, after one untimed call that
+    traces and warms it up."""
+    step()
+    seconds = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        step()
+        seconds.append(time.perf_counter() - started)
+    return float(np.median(seconds))
+
+
 def matrix_rate_gflops(size: int = 2048, repeats: int = 15) -> float:
     """The median float32 rate of a ``size``² TensorFlow matrix product on this machine."""
     import tensorflow as tf
 
     a, b = tf.random.normal([size, size], seed=1), tf.random.normal([size, size], seed=2)
     product = tf.function(lambda: tf.linalg.matmul(a, b))
-    product().numpy()  # trace and warm up
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        product().numpy()
-        seconds.append(time.perf_counter() - started)
-    return round(2 * size**3 / float(np.median(seconds)) / 1e9, 1)
+    seconds = median_seconds(lambda: product().numpy(), repeats)
+    return round(2 * size**3 / seconds / 1e9, 1)
 
 
 def compute_use(run: dict, run_folder: Path, matrix_gflops: float) -> dict:

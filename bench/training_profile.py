@@ -18,7 +18,6 @@ import argparse
 import json
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import keras
@@ -29,7 +28,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the stages and bench as packages
 
-from bench.benchmark import machine, matrix_rate_gflops  # noqa: E402
+from bench.benchmark import machine, matrix_rate_gflops, median_seconds  # noqa: E402
 
 EPOCH_VARIANTS = {
     "committed params": {},
@@ -78,23 +77,13 @@ def lstm_pass(implementation: str, batch: int, steps: int, width: int, units: in
     return forward_backward, outputs
 
 
-def median_ms(step: Callable[[], object], repeats: int) -> float:
-    step()  # trace
-    seconds = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        seconds.append(time.perf_counter() - started)
-    return float(np.median(seconds)) * 1000
-
-
 def kernel_rows(steps: int, repeats: int) -> list[dict]:
     rows = []
     cases = [(name, 64) for name in ("Keras LSTM", "BlockLSTMV2", "Keras LSTM, XLA")]
     cases += [("Keras LSTM", 128), ("Keras LSTM", 256)]
     for implementation, batch in cases:
         step, _ = lstm_pass(implementation, batch, steps, 128, 64)
-        ms = median_ms(step, repeats)
+        ms = median_seconds(step, repeats) * 1000
         rows.append({"case": f"{implementation}, batch {batch}", "ms_per_pass": round(ms, 1),
                      "reviews_per_s": round(batch / ms * 1000)})  # fmt: skip
     return rows

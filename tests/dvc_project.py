@@ -56,8 +56,13 @@ class Project:
         """An independent copy of ``other`` (git history, dvc cache, workspace) at ``root``."""
         # .dvc/tmp holds locks, queue state and a hash cache keyed by inode: not to be shared
         shutil.copytree(other.root, root, symlinks=True, ignore=_dvc_tmp(other.root))
+        return cls._existing(root, cls._environment(root))
+
+    @classmethod
+    def _existing(cls, root: Path, env: dict[str, str]) -> Project:
+        """A Project for a repository already at ``root``, run with ``env``."""
         project = object.__new__(cls)
-        project.root, project.env = root, cls._environment(root)
+        project.root, project.env = root, env
         return project
 
     def run(self, *command: str) -> str:
@@ -70,9 +75,7 @@ class Project:
     def clone(self, origin: str, root: Path) -> Project:
         """A git clone of ``origin`` at ``root``, run with this project's environment."""
         self.run("git", "clone", "-q", "--branch", "main", origin, str(root))
-        clone = object.__new__(Project)
-        clone.root, clone.env = root, self.env
-        return clone
+        return Project._existing(root, self.env)
 
     def commit(self, message: str) -> None:
         self.run("git", "add", "-A")

@@ -14,13 +14,12 @@ import yaml
 from imdb_sentiment.params import section_keys
 from stages import download, evaluate, preprocess, train
 from tests.conftest import REPO_ROOT
-from tests.dvc_project import RAN
+from tests.dvc_project import DVC_YAML, RAN
 from tests.table_factory import TABLE_PARAMS, review_table, write_table
 
 STAGE_MODULES = {module.SECTION: module for module in (download, preprocess, train, evaluate)}
 PACKAGE = "imdb_sentiment"
 PACKAGE_DIR = Path("src") / PACKAGE
-DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 
 
 def imported_library_modules(script: Path) -> set[str]:
