@@ -48,6 +48,8 @@ BASELINE = {
         "lstm_units": 64,
         "lstm_layers": 1,
         "bidirectional": False,
+        "lstm_kernel": "keras",  # the reference projects' layer and optimiser
+        "rowwise_embedding_updates": False,
         "batch_size": 32,
         # Pinned, not inherited: tuning the pipeline's optimiser must not move the reference.
         "learning_rate": 0.002,
@@ -74,9 +76,10 @@ ROUND_13 = {
     },
     "train": {
         "embedding_dim": 128, "lstm_units": 64, "lstm_layers": 1, "bidirectional": False,
-        "dropout": 0.3, "embedding_dropout": 0.0, "pooling": "mean_max",
+        "lstm_kernel": "keras", "dropout": 0.3, "embedding_dropout": 0.0, "pooling": "mean_max",
         "pair_vocab_size": 50000, "triple_vocab_size": 0,
-        "learning_rate": 0.003, "clipnorm": 1.0, "ema_momentum": 0.99, "batch_size": 64,
+        "learning_rate": 0.003, "clipnorm": 1.0, "rowwise_embedding_updates": False,
+        "ema_momentum": 0.99, "batch_size": 64,
         "max_epochs": 4, "teacher_max_epochs": 2, "bucket_by_length": True,
         "early_stopping_monitor": "val_loss", "early_stopping_patience": 1,
         "early_stopping_min_delta": 0.001,

@@ -37,6 +37,7 @@ class Params:
     lstm_units: int = field(metadata={"min": 1})
     lstm_layers: int = field(metadata={"min": 1})
     bidirectional: bool
+    lstm_kernel: Literal["hoisted", "keras"]
     dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
     embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
     pooling: Literal["last", "max", "mean_max"]
@@ -44,6 +45,7 @@ class Params:
     triple_vocab_size: int = field(metadata={"min": 0})
     learning_rate: float = field(metadata={"gt": 0.0})
     clipnorm: float = field(metadata={"gt": 0.0})
+    rowwise_embedding_updates: bool
     ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
     batch_size: int = field(metadata={"min": 1})
     max_epochs: int = field(metadata={"min": 1})

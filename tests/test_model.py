@@ -281,3 +281,43 @@ def test_saves_of_equal_models_built_apart_are_byte_identical(tmp_path):
     assert '"shared_object_id": 0' in config
     assert paths[0].read_bytes() == paths[1].read_bytes()
     model.load_model(paths[0])
+
+
+def two_steps_on_disjoint_rows(rowwise: bool) -> tuple[np.ndarray, np.ndarray]:
+    """(embedding table after a step on ids 2-4 then a step on ids 5-7, the table before)."""
+    keras.utils.set_random_seed(0)
+    classifier = model.build_classifier(12, 4, 3, 1, False, 0.0, pooling="max")
+    model.compile_classifier(classifier, 0.01, 1.0, rowwise_embeddings=rowwise)
+    table = classifier.layers[1].embeddings
+    before = table.numpy().copy()
+    labels = np.array([[1.0], [0.0]], "float32")
+    classifier.train_on_batch(np.array([[2, 3], [4, 2]], "int32"), labels)
+    classifier.train_on_batch(np.array([[5, 6], [7, 7]], "int32"), labels)
+    return table.numpy(), before
+
+
+def test_rowwise_adam_updates_only_the_rows_a_batch_used() -> None:
+    dense, before = two_steps_on_disjoint_rows(rowwise=False)
+    rowwise, same_start = two_steps_on_disjoint_rows(rowwise=True)
+    assert np.array_equal(before, same_start)
+    untouched = [0, 1, 8, 9, 10, 11]
+    assert np.array_equal(rowwise[untouched], before[untouched])
+    assert np.array_equal(dense[untouched], before[untouched])
+    # Rows 2-4 were used in step 1 only: Keras' Adam moves them again in step 2 (momentum).
+    assert not np.allclose(dense[2:5], rowwise[2:5])
+    # Rows 5 and 6, used once in step 2 only, see the same first update either way. (Row 7 is
+    # used twice: Keras squares the two parts of its gradient before summing them.)
+    assert np.allclose(dense[5:7], rowwise[5:7], atol=1e-6)
+
+
+def test_rowwise_adam_sums_a_row_used_twice_and_leaves_dense_gradients_to_adam() -> None:
+    variable = keras.Variable(np.ones((4, 2), "float32"))
+    dense_variable = keras.Variable(np.ones((4, 2), "float32"))
+    rowwise, adam = model.RowwiseAdam(learning_rate=0.1), keras.optimizers.Adam(learning_rate=0.1)
+    rows = tf.IndexedSlices(tf.constant([[1.0, 2.0], [3.0, -1.0]]), tf.constant([1, 1]), [4, 2])
+    rowwise.apply([rows], [variable])
+    adam.apply([tf.convert_to_tensor(rows)], [dense_variable])
+    assert np.allclose(variable.numpy(), dense_variable.numpy())
+    weights = keras.Variable(np.ones(3, "float32"))
+    model.RowwiseAdam(learning_rate=0.1).apply([tf.constant([1.0, 0.0, -1.0])], [weights])
+    assert np.allclose(weights.numpy(), [0.9, 1.0, 1.1], atol=1e-4)

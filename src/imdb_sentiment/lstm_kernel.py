@@ -28,6 +28,7 @@ import numpy as np
 
 from imdb_sentiment.model import MaskedPooling1D, ensemble_members, view_branches
 from imdb_sentiment.ngrams import ngram_ids
+from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
 from imdb_sentiment.text import PAD_ID
 
 _LAST, _MAX, _MEAN, _MEAN_MAX = range(4)  # pooling codes: numba takes ints, not strings
@@ -37,38 +38,8 @@ PARALLEL_MIN_ROWS = 64
 # member per core beat members in turn on the API (p50 ~30 -> ~21 ms, 510 -> 740 req/s).
 _MEMBER_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lstm-member")
 
-# tanh(x) ~ x * P(x^2) / Q(x^2) on [-7.9, 7.9]: the rational approximation Eigen and XLA use
-# for float32 tanh (accurate to a few ulp). Unlike libm's tanhf it vectorises.
-_F = np.float32
-_TANH_CLAMP = _F(7.90531110763549805)
-_P = (-2.76076847742355e-16, 2.00018790482477e-13, -8.60467152213735e-11, 5.12229709037114e-08)
-_P += (1.48572235717979e-05, 6.37261928875436e-04, 4.89352455891786e-03)
-_Q = (1.19825839466702e-06, 1.18534705686654e-04, 2.26843463243900e-03, 4.89352518554385e-03)
-# error_model="numpy": a float division never raises, so the loops have no branch to keep
-# them from being vectorised (10x faster here).
-_JIT = {"fastmath": True, "error_model": "numpy"}
 
-
-@numba.njit(inline="always", **_JIT)
-def _tanh(x: float) -> float:
-    x = _TANH_CLAMP if x > _TANH_CLAMP else x
-    x = -_TANH_CLAMP if x < -_TANH_CLAMP else x
-    x2 = x * x
-    p = _F(_P[0])
-    for coefficient in _P[1:]:
-        p = p * x2 + _F(coefficient)
-    q = _F(_Q[0])
-    for coefficient in _Q[1:]:
-        q = q * x2 + _F(coefficient)
-    return x * p / q
-
-
-@numba.njit(inline="always", **_JIT)
-def _sigmoid(x: float) -> float:
-    return _F(0.5) * _tanh(_F(0.5) * x) + _F(0.5)
-
-
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _pool_review(
     tokens: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int, out: np.ndarray
 ) -> None:
@@ -90,10 +61,8 @@ def _pool_review(
                 gates[q] += hj * recurrent[j, q]
         # Keras' gate order in the kernels: input, forget, candidate, output.
         for q in range(units):
-            c[q] = _sigmoid(gates[units + q]) * c[q] + _sigmoid(gates[q]) * _tanh(
-                gates[2 * units + q]
-            )
-            h[q] = _sigmoid(gates[3 * units + q]) * _tanh(c[q])
+            c[q] = sigmoid(gates[units + q]) * c[q] + sigmoid(gates[q]) * tanh(gates[2 * units + q])
+            h[q] = sigmoid(gates[3 * units + q]) * tanh(c[q])
             total[q] += h[q]
             peak[q] = max(peak[q], h[q])
         count += 1
@@ -106,21 +75,7 @@ def _pool_review(
             out[-units:] = total / count
 
 
-def _compiled(**options: object) -> Callable:
-    """numba.njit, cached on disk where numba finds a writable folder (beside this module, or
-    the user's cache folder); with none (a read-only install and home), compiled in memory at
-    each start instead of failing to import."""
-
-    def decorate(function: Callable) -> Callable:
-        try:
-            return numba.njit(cache=True, **options)(function)
-        except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-            return numba.njit(**options)(function)
-
-    return decorate
-
-
-@numba.njit(inline="always", **_JIT)
+@numba.njit(inline="always", **JIT)
 def _width(recurrent: np.ndarray, pooling: int) -> int:
     return recurrent.shape[0] * (2 if pooling == _MEAN_MAX else 1)
 
@@ -128,7 +83,7 @@ def _width(recurrent: np.ndarray, pooling: int) -> int:
 # One loop, written twice on purpose: numba keys its disk cache by function name and source
 # line, not by the ``parallel`` flag, so one Python function jitted both ways would let one
 # variant load the other's cached machine code.
-@_compiled(nogil=True, **_JIT)
+@compiled(nogil=True, **JIT)
 def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int):
     features = np.zeros((ids.shape[0], _width(recurrent, pooling)), np.float32)
     for row in range(ids.shape[0]):
@@ -136,7 +91,7 @@ def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndar
     return features
 
 
-@_compiled(nogil=True, parallel=True, **_JIT)
+@compiled(nogil=True, parallel=True, **JIT)
 def _features_parallel(
     ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int
 ):

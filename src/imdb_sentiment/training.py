@@ -165,6 +165,7 @@ def _build(params: TrainParams, vocabularies: Vocabularies, name: str) -> tuple[
         "dropout": params.dropout,
         "pooling": params.pooling,
         "embedding_dropout": params.embedding_dropout,
+        "lstm_kernel": params.lstm_kernel,
     }
     if not vocabularies.ngrams:
         classifier = build_classifier(vocabularies.words, **branch, name=name)
@@ -194,7 +195,12 @@ def train_member(
     with placement.strategy.scope():
         classifier, trainer = _build(params, vocabularies, model_name)
         compile_classifier(
-            trainer, params.learning_rate, params.clipnorm, params.ema_momentum, is_student
+            trainer,
+            params.learning_rate,
+            params.clipnorm,
+            params.ema_momentum,
+            is_student,
+            params.rowwise_embedding_updates,
         )
     _fit_lstms_to_device(trainer, train[0], announce=number == 1)
     batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
