@@ -185,7 +185,7 @@ def test_ablation_finds_every_rounds_files_in_bench_rounds():
         variants = yaml.safe_load((folder / "ablations.yaml").read_text())
         assert rows and {row["variant"] for row in rows} <= set(variants)
         assert (folder / "ablation.md").read_text().startswith("| variant |")
-    assert ablation.round_folder().name == "round5"
+    assert ablation.round_folder().name == "round14"
     with pytest.raises(SystemExit, match="rounds: round1, round2"):
         ablation.round_folder("round99")
 
