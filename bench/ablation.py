@@ -31,14 +31,20 @@ from stages import preprocess, train  # noqa: E402
 ROUNDS_DIR = REPO_ROOT / "bench" / "rounds"
 
 
+def _round_number(folder: Path) -> int:
+    return int("".join(c for c in folder.name if c.isdigit()) or 0)
+
+
 def round_folder(name: str | None = None) -> Path:
     """bench/rounds/<name>, or the newest round (highest number) without a name."""
+    rounds = sorted(
+        (p for p in ROUNDS_DIR.iterdir() if (p / "ablations.yaml").is_file()), key=_round_number
+    )
     if name is None:
-        rounds = [p for p in ROUNDS_DIR.iterdir() if (p / "ablations.yaml").is_file()]
-        return max(rounds, key=lambda p: int("".join(c for c in p.name if c.isdigit()) or 0))
+        return rounds[-1]
     folder = ROUNDS_DIR / name
     if not (folder / "ablations.yaml").is_file():
-        known = sorted(p.name for p in ROUNDS_DIR.iterdir())
+        known = [p.name for p in rounds]
         raise SystemExit(f"no {folder / 'ablations.yaml'}; rounds: {', '.join(known)}")
     return folder
 

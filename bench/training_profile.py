@@ -3,9 +3,10 @@
     python bench/training_profile.py --prepared data/prepared --reviews 3200
 
 Part 1 times one forward and backward pass of a single LSTM (64 units over 128-wide inputs,
-230 steps, the default network's size) in three implementations on the same weights:
-Keras' LSTM layer (what trains today), TensorFlow's fused CPU op `BlockLSTMV2`, and Keras'
-layer under XLA (`jit_compile`); and Keras' layer at batch 64, 128 and 256. Part 2 trains one
+230 steps, the default network's size) in four implementations on the same weights:
+Keras' LSTM layer (round 13's kernel), `imdb_sentiment.hoisted_lstm.HoistedLSTM` (today's),
+TensorFlow's fused CPU op `BlockLSTMV2`, and Keras' layer under XLA (`jit_compile`); and Keras'
+layer at batch 128 and 256. Part 2 trains one
 epoch of the pipeline's own trainer (`imdb_sentiment.training`) on a seeded subset of the
 prepared training reviews, with the committed train params and with one change at a time; it
 times the second epoch, after the first has traced the step for every bucket's shape.
@@ -29,12 +30,16 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the stages and bench as packages
 
 from bench.benchmark import machine, matrix_rate_gflops, median_seconds  # noqa: E402
+from imdb_sentiment.hoisted_lstm import HoistedLSTM  # noqa: E402
 
+ROUND_13_KERNELS = {"lstm_kernel": "keras", "rowwise_embedding_updates": False}
 EPOCH_VARIANTS = {
     "committed params": {},
+    "Keras' LSTM and Adam (round 13)": ROUND_13_KERNELS,
+    "hoisted LSTM, Keras' Adam": {"rowwise_embedding_updates": False},
+    "Keras' LSTM, row-wise Adam": {"lstm_kernel": "keras"},
     "words only (pair_vocab_size 0)": {"pair_vocab_size": 0},
     "no weight averaging (ema_momentum 0)": {"ema_momentum": 0.0},
-    "batch 128": {"batch_size": 128},
 }
 
 
@@ -43,14 +48,15 @@ def lstm_pass(implementation: str, batch: int, steps: int, width: int, units: in
     on the same inputs and weights for every implementation."""
     keras.utils.set_random_seed(0)
     inputs = tf.random.normal([batch, steps, width], seed=1)
-    layer = keras.layers.LSTM(units, return_sequences=True)
+    hoisted = implementation == "HoistedLSTM"
+    layer = (HoistedLSTM if hoisted else keras.layers.LSTM)(units, return_sequences=True)
     layer.build((batch, steps, width))
     cell = layer.cell
     weights = [cell.kernel, cell.recurrent_kernel, cell.bias]
 
     def outputs() -> tf.Tensor:
         if implementation != "BlockLSTMV2":
-            return layer(inputs, mask=tf.ones([batch, steps], bool))
+            return layer(inputs, mask=tf.ones([batch, steps], bool), training=True)
         zeros = tf.zeros([batch, units])
         peephole = tf.zeros([units])
         sequences = tf.raw_ops.BlockLSTMV2(
@@ -79,7 +85,8 @@ def lstm_pass(implementation: str, batch: int, steps: int, width: int, units: in
 
 def kernel_rows(steps: int, repeats: int) -> list[dict]:
     rows = []
-    cases = [(name, 64) for name in ("Keras LSTM", "BlockLSTMV2", "Keras LSTM, XLA")]
+    names = ("Keras LSTM", "HoistedLSTM", "BlockLSTMV2", "Keras LSTM, XLA")
+    cases = [(name, 64) for name in names]
     cases += [("Keras LSTM", 128), ("Keras LSTM", 256)]
     for implementation, batch in cases:
         step, _ = lstm_pass(implementation, batch, steps, 128, 64)
@@ -105,7 +112,11 @@ def epoch_rows(prepared: Path, reviews: int, variants: dict[str, dict]) -> list[
         keras.utils.set_random_seed(params.seed)
         _, trainer = training._build(params, vocabularies, "profiled")
         model.compile_classifier(
-            trainer, params.learning_rate, params.clipnorm, params.ema_momentum
+            trainer,
+            params.learning_rate,
+            params.clipnorm,
+            params.ema_momentum,
+            rowwise_embeddings=params.rowwise_embedding_updates,
         )
         batches = model.BucketedBatches(x, y, params.batch_size, params.seed, True).as_dataset()
         trainer.fit(batches, verbose=0)  # an epoch to trace every bucket's shape first
