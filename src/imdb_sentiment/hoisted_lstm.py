@@ -1,5 +1,5 @@
-"""A Keras LSTM layer that trains several times faster on a CPU: the input product out of the
-time loop, and the loop itself, forward and backward, compiled by numba.
+"""A Keras LSTM layer that trains faster on a CPU: the input product out of the time loop, and
+the loop itself, forward and backward, compiled by numba (docs/benchmarks.md has the figures).
 
 Keras' CPU path runs an LSTM as a ``tf.while_loop`` over the cell: every step multiplies that
 step's inputs by the kernel, and each step's dozen small ops pay TensorFlow's dispatch cost,
