@@ -9,9 +9,10 @@ with the product hoisted out was no faster, so the cost is the ops, not the arit
 mask semantics, but
 
 - multiplies the whole sequence by the kernel in one matrix product before the loop;
-- runs the recurrence in one compiled call per batch (reviews in parallel), saving each step's
-  gates and cell state, and the backward recurrence in another, which carries only the hidden
-  and cell gradients; the weight gradients are again one matrix product each, after the loop.
+- runs the recurrence in one compiled call per batch (a thread per share of the reviews, each
+  step one small matrix product), saving each step's gates and cell state, and the backward
+  recurrence in another, which carries only the hidden and cell gradients; the weight
+  gradients are again one matrix product each, after the loop.
 
 Training only: where it cannot compute the layer exactly as Keras does (a GPU, where cuDNN is
 faster; dropout inside the cell; other activations; ``go_backwards``, ``stateful`` or
@@ -112,64 +113,96 @@ def lstm_sequence(inputs, mask, h0, c0, kernel, recurrent_kernel, bias):  # noqa
 
 @compiled(nogil=True, parallel=True, **JIT)
 def _forward(projected, mask, h0, c0, recurrent):  # noqa: ANN001, ANN202
-    """The recurrence, a review per thread: (activated gates i, f, g, o; cell states; outputs)."""
+    """The recurrence: (activated gates i, f, g, o; cell states; outputs).
+
+    A thread per share of the batch, and per step one matrix product (BLAS) of its hidden
+    states by the recurrent kernel: twice as fast here as a product per review (8.4 against
+    15.3 ms a forward pass, batch 64, 230 steps, 64 units).
+    """
     steps, batch, units = projected.shape[0], projected.shape[1], recurrent.shape[0]
-    transposed = np.ascontiguousarray(recurrent.T)
-    gates = np.zeros(projected.shape, np.float32)
+    gates = np.empty(projected.shape, np.float32)
     cells = np.empty((steps, batch, units), np.float32)
     hidden = np.empty((steps, batch, units), np.float32)
-    for b in numba.prange(batch):
-        h, c = h0[b].copy(), c0[b].copy()
-        z = np.empty(4 * units, np.float32)
+    shares = min(numba.get_num_threads(), batch)
+    for share in numba.prange(shares):
+        first, end = share * batch // shares, (share + 1) * batch // shares
+        h, c = h0[first:end].copy(), c0[first:end].copy()
         for t in range(steps):
-            if mask[t, b]:
-                for q in range(4 * units):  # a sum per gate, over the transposed kernel:
-                    total = projected[t, b, q]  # it stays in a register
-                    for k in range(units):
-                        total += h[k] * transposed[q, k]
-                    z[q] = total
-                # Activations in a loop of their own, then the state update: faster here than
-                # one fused loop over the units (16.6 against 19.9 ms a forward pass).
-                for q in range(4 * units):
-                    z[q] = tanh(z[q]) if units * 2 <= q < units * 3 else sigmoid(z[q])
-                for q in range(units):
-                    c[q] = z[units + q] * c[q] + z[q] * z[2 * units + q]
-                for q in range(units):
-                    h[q] = z[3 * units + q] * tanh(c[q])
-                gates[t, b] = z
-            cells[t, b] = c
-            hidden[t, b] = h
+            z = projected[t, first:end] + np.dot(h, recurrent)
+            _step_forward(z, mask[t, first:end], c, h, units)
+            gates[t, first:end] = z
+            cells[t, first:end] = c
+            hidden[t, first:end] = h
     return gates, cells, hidden
+
+
+@numba.njit(nogil=True, inline="always", **JIT)
+def _step_forward(z, mask_t, c, h, units):  # noqa: ANN001, ANN202
+    """Pre-activations z -> gates (in place), and the states c and h of one step, per review;
+    a masked review keeps its states (its gates are left at zero)."""
+    for b in range(z.shape[0]):
+        if not mask_t[b]:
+            z[b] = 0.0
+            continue
+        for q in range(4 * units):
+            z[b, q] = tanh(z[b, q]) if units * 2 <= q < units * 3 else sigmoid(z[b, q])
+        for q in range(units):
+            c[b, q] = z[b, units + q] * c[b, q] + z[b, q] * z[b, 2 * units + q]
+        for q in range(units):
+            h[b, q] = z[b, 3 * units + q] * tanh(c[b, q])
 
 
 @compiled(nogil=True, parallel=True, **JIT)
 def _backward(d_outputs, d_h_last, d_c_last, gates, cells, mask, c0, recurrent):  # noqa: ANN001, ANN202
-    """The backward recurrence: (gradient of the pre-activations, of h0, of c0)."""
+    """The backward recurrence, shared out as :func:`_forward` is: (gradient of the
+    pre-activations, of h0, of c0)."""
     steps, batch, units = gates.shape[0], gates.shape[1], recurrent.shape[0]
-    d_z = np.zeros(gates.shape, np.float32)
+    d_z = np.empty(gates.shape, np.float32)
     d_h0 = np.empty((batch, units), np.float32)
     d_c0 = np.empty((batch, units), np.float32)
-    for b in numba.prange(batch):
-        d_h, d_c = d_h_last[b].copy(), d_c_last[b].copy()
+    transposed = np.ascontiguousarray(recurrent.T)
+    shares = min(numba.get_num_threads(), batch)
+    for share in numba.prange(shares):
+        first, end = share * batch // shares, (share + 1) * batch // shares
+        d_h, d_c = d_h_last[first:end].copy(), d_c_last[first:end].copy()
+        d_z_t = np.empty((end - first, 4 * units), np.float32)
+        passed = np.empty((end - first, units), np.float32)
         for t in range(steps - 1, -1, -1):
-            d_h += d_outputs[t, b]
-            if not mask[t, b]:
-                continue  # a skipped step passes both gradients back unchanged
-            c_prev = cells[t - 1, b] if t > 0 else c0[b]
-            for q in range(units):
-                i, f = gates[t, b, q], gates[t, b, units + q]
-                g, o = gates[t, b, 2 * units + q], gates[t, b, 3 * units + q]
-                tanh_c = tanh(cells[t, b, q])
-                d_new_c = d_c[q] + d_h[q] * o * (1 - tanh_c * tanh_c)
-                d_z[t, b, q] = d_new_c * g * i * (1 - i)
-                d_z[t, b, units + q] = d_new_c * c_prev[q] * f * (1 - f)
-                d_z[t, b, 2 * units + q] = d_new_c * i * (1 - g * g)
-                d_z[t, b, 3 * units + q] = d_h[q] * tanh_c * o * (1 - o)
-                d_c[q] = d_new_c * f
-            for k in range(units):
-                total = np.float32(0.0)
-                for q in range(4 * units):
-                    total += d_z[t, b, q] * recurrent[k, q]
-                d_h[k] = total
-        d_h0[b], d_c0[b] = d_h, d_c
+            d_h += d_outputs[t, first:end]
+            c_prev = cells[t - 1, first:end] if t > 0 else c0[first:end]
+            gates_t, cells_t, mask_t = gates[t, first:end], cells[t, first:end], mask[t, first:end]
+            _step_backward(d_h, d_c, d_z_t, gates_t, cells_t, c_prev, mask_t, units)
+            d_z[t, first:end] = d_z_t
+            np.dot(d_z_t, transposed, passed)
+            for b in range(end - first):
+                if mask[t, first + b]:  # a skipped step passes d_h back unchanged
+                    d_h[b] = passed[b]
+        d_h0[first:end], d_c0[first:end] = d_h, d_c
     return d_z, d_h0, d_c0
+
+
+@numba.njit(nogil=True, inline="always", **JIT)
+def _step_backward(d_h, d_c, d_z, gates, cells, c_prev, mask_t, units):  # noqa: ANN001, ANN202
+    """One step back: d_z (pre-activation gradients) from d_h and d_c, and d_c one step
+    back, per review. A gate per loop, so that each loop vectorises (11.4 against 4.6 ms a
+    backward pass with one loop for the four); a masked review passes d_c back unchanged."""
+    for b in range(d_h.shape[0]):
+        if not mask_t[b]:
+            d_z[b] = 0.0
+            continue
+        for q in range(units):
+            tanh_c = tanh(cells[b, q])
+            o = gates[b, 3 * units + q]
+            d_z[b, 3 * units + q] = d_h[b, q] * tanh_c * o * (1 - o)
+            d_c[b, q] += d_h[b, q] * o * (1 - tanh_c * tanh_c)  # now the new cell's gradient
+        for q in range(units):
+            i = gates[b, q]
+            d_z[b, q] = d_c[b, q] * gates[b, 2 * units + q] * i * (1 - i)
+        for q in range(units):
+            f = gates[b, units + q]
+            d_z[b, units + q] = d_c[b, q] * c_prev[b, q] * f * (1 - f)
+        for q in range(units):
+            g = gates[b, 2 * units + q]
+            d_z[b, 2 * units + q] = d_c[b, q] * gates[b, q] * (1 - g * g)
+        for q in range(units):
+            d_c[b, q] *= gates[b, units + q]

@@ -16,6 +16,7 @@ import tensorflow as tf
 
 from imdb_sentiment.hoisted_lstm import HoistedLSTM
 from imdb_sentiment.ngrams import NAMES, WordNgrams
+from imdb_sentiment.rowwise_adam import RowwiseAdam, RowwiseEMASwap
 from imdb_sentiment.text import PAD_ID, TextEncoder
 
 
@@ -193,36 +194,6 @@ def agreement(y_true: tf.Tensor, y_pred: tf.Tensor) -> tf.Tensor:
     return keras.ops.cast(same_side, "float32")
 
 
-@keras.saving.register_keras_serializable(package="imdb_sentiment")
-class RowwiseAdam(keras.optimizers.Adam):
-    """Adam that updates only the embedding rows a batch used ("lazy" Adam).
-
-    Keras' Adam turns an embedding's sparse gradient dense and updates the moments and the
-    value of every row at every step: for the 60,000 rows of the two-view network, a fixed cost
-    per step larger than one LSTM's. Here a sparse gradient (``tf.IndexedSlices``) updates its
-    rows' moments and values only; a row's moments therefore decay only at the steps that use
-    it. Dense gradients take Keras' own update.
-    """
-
-    def update_step(self, gradient, variable, learning_rate):  # noqa: ANN001, ANN201
-        if not isinstance(gradient, tf.IndexedSlices):
-            return super().update_step(gradient, variable, learning_rate)
-        rows, position = tf.unique(gradient.indices)  # a row used twice gets one summed update
-        values = tf.math.unsorted_segment_sum(gradient.values, position, tf.shape(rows)[0])
-        step = tf.cast(self.iterations + 1, variable.dtype)
-        beta_1, beta_2 = tf.cast(self.beta_1, variable.dtype), tf.cast(self.beta_2, variable.dtype)
-        lr = tf.cast(learning_rate, variable.dtype)
-        alpha = lr * tf.sqrt(1 - tf.pow(beta_2, step)) / (1 - tf.pow(beta_1, step))
-        index = self._get_variable_index(variable)
-        m, v = self._momentums[index], self._velocities[index]
-        m_rows = tf.gather(m.value, rows) * beta_1 + values * (1 - beta_1)
-        v_rows = tf.gather(v.value, rows) * beta_2 + tf.square(values) * (1 - beta_2)
-        self.assign(m, tf.IndexedSlices(m_rows, rows))
-        self.assign(v, tf.IndexedSlices(v_rows, rows))
-        change = m_rows * alpha / (tf.sqrt(v_rows) + self.epsilon)
-        self.assign_sub(variable, tf.IndexedSlices(change, rows))
-
-
 def compile_classifier(
     model: keras.Model,
     learning_rate: float,
@@ -277,7 +248,7 @@ def training_callbacks(
     """
     if not ema_momentum:
         return [early_stopping]
-    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True), early_stopping]
+    return [RowwiseEMASwap(swap_on_epoch=True), early_stopping]
 
 
 def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
