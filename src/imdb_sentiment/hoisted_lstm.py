@@ -28,7 +28,7 @@ import numba
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
+from imdb_sentiment.numba_math import JIT, sigmoid, tanh
 
 
 def runs_hoisted(layer: keras.layers.LSTM, training: bool) -> bool:
@@ -111,7 +111,9 @@ def lstm_sequence(inputs, mask, h0, c0, kernel, recurrent_kernel, bias):  # noqa
     return (hidden, h, c), gradient
 
 
-@compiled(nogil=True, parallel=True, **JIT)
+# Not cached on disk: numba cannot cache a function that calls BLAS (np.dot), so both loops
+# compile at the first training step of each process (about 15 s here).
+@numba.njit(nogil=True, parallel=True, **JIT)
 def _forward(projected, mask, h0, c0, recurrent):  # noqa: ANN001, ANN202
     """The recurrence: (activated gates i, f, g, o; cell states; outputs).
 
@@ -152,7 +154,7 @@ def _step_forward(z, mask_t, c, h, units):  # noqa: ANN001, ANN202
             h[b, q] = z[b, 3 * units + q] * tanh(c[b, q])
 
 
-@compiled(nogil=True, parallel=True, **JIT)
+@numba.njit(nogil=True, parallel=True, **JIT)
 def _backward(d_outputs, d_h_last, d_c_last, gates, cells, mask, c0, recurrent):  # noqa: ANN001, ANN202
     """The backward recurrence, shared out as :func:`_forward` is: (gradient of the
     pre-activations, of h0, of c0)."""
