@@ -70,8 +70,7 @@ class RowwiseAdam(keras.optimizers.Adam):
         this_step = tf.cast(self.iterations, tf.float32)
         previous = (tf.gather(_value(average), rows), old, tf.gather(_value(marks), rows))
         caught_up = _caught_up(*previous, this_step - 1, self.ema_momentum)
-        # Keras' first step takes the value itself (momentum 0).
-        momentum = tf.cast(this_step > 0, tf.float32) * self.ema_momentum
+        momentum = self._average_momentum()
         blended = momentum * caught_up + (1 - momentum) * new
         self.assign(average, tf.IndexedSlices(blended, rows))
         self.assign(marks, tf.IndexedSlices(tf.fill(tf.shape(rows), this_step), rows))
@@ -83,9 +82,12 @@ class RowwiseAdam(keras.optimizers.Adam):
         ):
             if average is None or self._var_key(var) in self._lazy_averages:
                 continue
-            momentum = tf.cast(tf.cast(self.iterations, tf.float32) > 0, var.dtype)
-            momentum *= self.ema_momentum
+            momentum = self._average_momentum()
             average.assign(momentum * average + (1 - momentum) * var)
+
+    def _average_momentum(self) -> tf.Tensor:
+        # Keras' first step takes the value itself (momentum 0).
+        return tf.cast(tf.cast(self.iterations, tf.float32) > 0, tf.float32) * self.ema_momentum
 
     def catch_up_averages(self) -> None:
         """Bring every row's average up to the last step taken: call before reading it."""
