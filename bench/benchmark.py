@@ -53,6 +53,7 @@ BASELINE = {
         "batch_size": 32,
         # Pinned, not inherited: tuning the pipeline's optimiser must not move the reference.
         "learning_rate": 0.002,
+        "learning_rate_schedule": "constant",
         "clipnorm": 1.0,
         "bucket_by_length": False,
         "pooling": "last",  # Dense on the final LSTM state, as the reference projects do
@@ -78,7 +79,8 @@ ROUND_13 = {
         "embedding_dim": 128, "lstm_units": 64, "lstm_layers": 1, "bidirectional": False,
         "lstm_kernel": "keras", "dropout": 0.3, "embedding_dropout": 0.0, "pooling": "mean_max",
         "pair_vocab_size": 50000, "triple_vocab_size": 0,
-        "learning_rate": 0.003, "clipnorm": 1.0, "rowwise_embedding_updates": False,
+        "learning_rate": 0.003, "learning_rate_schedule": "constant", "clipnorm": 1.0,
+        "rowwise_embedding_updates": False,
         "ema_momentum": 0.99, "batch_size": 64,
         "max_epochs": 4, "teacher_max_epochs": 2, "bucket_by_length": True,
         "early_stopping_monitor": "val_loss", "early_stopping_patience": 1,

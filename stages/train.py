@@ -44,6 +44,7 @@ class Params:
     pair_vocab_size: int = field(metadata={"min": 0})
     triple_vocab_size: int = field(metadata={"min": 0})
     learning_rate: float = field(metadata={"gt": 0.0})
+    learning_rate_schedule: Literal["constant", "linear"]
     clipnorm: float = field(metadata={"gt": 0.0})
     rowwise_embedding_updates: bool
     ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})

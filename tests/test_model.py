@@ -269,3 +269,12 @@ def test_saves_of_equal_models_built_apart_are_byte_identical(tmp_path):
     assert '"shared_object_id": 0' in config
     assert paths[0].read_bytes() == paths[1].read_bytes()
     model.load_model(paths[0])
+
+
+def test_decay_steps_make_the_rate_fall_linearly_to_zero():
+    classifier = model.build_classifier(10, 4, 4, 1, False, 0.0)
+    model.compile_classifier(classifier, 0.01, 1.0, decay_steps=10)
+    rate = classifier.optimizer._learning_rate
+    assert [round(float(rate(step)), 6) for step in (0, 5, 10, 20)] == [0.01, 0.005, 0.0, 0.0]
+    model.compile_classifier(classifier, 0.01, 1.0)
+    assert float(classifier.optimizer.learning_rate) == pytest.approx(0.01)

@@ -1,6 +1,7 @@
 """The training orchestration (imdb_sentiment.training): members, teachers, students,
 averaging and naming, on the tiny pipeline's prepared data."""
 
+import argparse
 import json
 
 import numpy as np
@@ -229,3 +230,34 @@ def test_the_kept_weights_are_the_best_epochs_when_validation_gets_worse(pipelin
     # ...and what it kept scores the flipped validation set as the best epoch did, not the last
     assert result.validation["accuracy"] == pytest.approx(kept.val_accuracy, abs=1e-4)
     assert result.validation["loss"] == pytest.approx(kept.val_loss, abs=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "is_student", "expected"),
+    [("constant", False, 0), ("linear", False, 2 * 10), ("linear", True, 3 * 10)],
+)
+def test_a_linear_schedule_decays_over_the_members_epoch_limit(schedule, is_student, expected):
+    params = argparse.Namespace(
+        learning_rate_schedule=schedule, distill=True, max_epochs=3, teacher_max_epochs=2
+    )
+    assert training.decay_steps(params, is_student, steps_per_epoch=10) == expected
+
+
+def test_a_linear_schedule_trains_its_last_step_at_the_smallest_rate(pipeline_run, tmp_path):
+    # Patience above max_epochs: the member runs all its steps, and the rate falls to 0.
+    values = {**train_params(pipeline_run), "ensemble_size": 1, "distill": False}
+    values.update(max_epochs=2, pair_vocab_size=0, early_stopping_patience=5)
+    values.update(learning_rate_schedule="linear")
+    prepared = pipeline_run / "data/prepared"
+    _, x, y = dataset.load_arrays(prepared, "train")
+    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
+    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    params = train.Params(**values)
+    member = training.train_member(
+        params, 1, training.Vocabularies(words, {}), (x, y), (x_val, y_val)
+    )
+    optimizer = member.model.optimizer
+    steps = 2 * len(model.BucketedBatches(x, y, params.batch_size, params.seed))
+    assert int(optimizer.iterations) == steps
+    assert float(optimizer.learning_rate) == pytest.approx(0.0)
+    assert float(optimizer._get_current_learning_rate()) == pytest.approx(0.0)

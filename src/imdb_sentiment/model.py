@@ -201,6 +201,7 @@ def compile_classifier(
     ema_momentum: float = 0.0,
     soft_targets: bool = False,
     rowwise_embeddings: bool = False,
+    decay_steps: int = 0,
 ) -> None:
     """Adam with gradient-norm clipping, binary cross-entropy, accuracy.
 
@@ -211,10 +212,15 @@ def compile_classifier(
     averaging); pair it with :func:`training_callbacks` so validation and the saved model
     use the averaged weights. ``soft_targets``: the training targets are probabilities, so
     "accuracy" is measured as :func:`agreement`. ``rowwise_embeddings``: :class:`RowwiseAdam`.
+    ``decay_steps`` > 0: the rate falls linearly from ``learning_rate`` to 0 over that many
+    steps (0: constant).
     """
     averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
     adam = RowwiseAdam if rowwise_embeddings else keras.optimizers.Adam
-    optimizer = adam(learning_rate=learning_rate, clipnorm=clipnorm, **averaging)
+    rate = learning_rate
+    if decay_steps:
+        rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, decay_steps, 0.0)
+    optimizer = adam(learning_rate=rate, clipnorm=clipnorm, **averaging)
     if model.outputs[0].shape[-1] > 1:
         loss, same_side = summed_column_loss, first_column_agreement
     else:

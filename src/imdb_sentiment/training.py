@@ -192,6 +192,8 @@ def train_member(
     # A model saved alone keeps the plain name; averaged ones need names of their own.
     group_size = params.students if is_student else params.ensemble_size
     model_name = "lstm_classifier" if group_size == 1 else name
+    batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
+    batches = batches.sharded(placement.workers, placement.index)
     with placement.strategy.scope():
         classifier, trainer = _build(params, vocabularies, model_name)
         compile_classifier(
@@ -201,9 +203,9 @@ def train_member(
             params.ema_momentum,
             is_student,
             params.rowwise_embedding_updates,
+            decay_steps(params, is_student, len(batches)),
         )
     _fit_lstms_to_device(trainer, train[0], announce=number == 1)
-    batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
     if placement.workers > 1:
         _work_around_keras_multi_worker_bugs(trainer, placement.strategy, train)
     stopper = keras.callbacks.EarlyStopping(
@@ -217,7 +219,7 @@ def train_member(
         *validation, params.batch_size, None, params.bucket_by_length
     )
     history = trainer.fit(
-        _per_worker(placement, batches.sharded(placement.workers, placement.index)),
+        _per_worker(placement, batches),
         validation_data=_per_worker(placement, validation_batches),
         epochs=epoch_limit(params, is_student),
         callbacks=training_callbacks(stopper, params.ema_momentum),
@@ -291,6 +293,15 @@ def epoch_limit(params: TrainParams, is_student: bool) -> int:
         # Teachers are never saved: an epoch past their usual best only confirms that it was.
         return min(params.max_epochs, params.teacher_max_epochs)
     return params.max_epochs
+
+
+def decay_steps(params: TrainParams, is_student: bool, steps_per_epoch: int) -> int:
+    """With ``learning_rate_schedule: linear``, the steps over which the rate falls to 0: all
+    of the member's epoch limit, so its last planned step trains at the smallest rate (0 for
+    ``constant``: no decay)."""
+    if params.learning_rate_schedule == "constant":
+        return 0
+    return epoch_limit(params, is_student) * steps_per_epoch
 
 
 def loss_column(history: pd.DataFrame) -> str:
