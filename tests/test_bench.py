@@ -179,13 +179,13 @@ def test_soak_runs_bounded_and_reports_each_minute(pipeline_run, tmp_path, monke
 
 
 def test_ablation_finds_every_rounds_files_in_bench_rounds():
-    for name in ("round1", "round2", "round3", "round5", "round14"):
+    for name in ("round1", "round2", "round3", "round5", "round14", "round15"):
         folder = ablation.round_folder(name)
         rows = [json.loads(line) for line in (folder / "ablation.jsonl").read_text().splitlines()]
         variants = yaml.safe_load((folder / "ablations.yaml").read_text())
         assert rows and {row["variant"] for row in rows} <= set(variants)
         assert (folder / "ablation.md").read_text().startswith("| variant |")
-    assert ablation.round_folder().name == "round14"
+    assert ablation.round_folder().name == "round15"
     with pytest.raises(SystemExit, match="rounds: round1, round2"):
         ablation.round_folder("round99")
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_sentiment.hoisted_lstm import HoistedLSTM
+from imdb_sentiment.malloc import reuse_large_buffers
 from imdb_sentiment.ngrams import NAMES, WordNgrams
 from imdb_sentiment.rowwise_adam import RowwiseAdam, RowwiseEMASwap
 from imdb_sentiment.text import PAD_ID, TextEncoder
@@ -328,6 +329,9 @@ class BucketedBatches:
         return batches
 
     def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        # Here, not at import: TensorFlow resets glibc's thresholds when a generator dataset
+        # first runs, which is before this generator's first batch.
+        reuse_large_buffers()
         for rows in self.plan():
             x = self.x[rows]
             yield (trim_padding(x) if self.bucketed else x), self.y[rows]
