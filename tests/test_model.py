@@ -80,6 +80,28 @@ def test_batches_are_read_without_tf_data_autotuning():
     assert sum(len(bx) for bx, _ in batches) == 40
 
 
+@pytest.mark.parametrize("ema_momentum", [0.0, 0.9])
+def test_saved_weights_are_the_validated_weights_of_the_best_epoch(ema_momentum):
+    rng = np.random.default_rng(0)
+    x = rng.integers(2, 10, (64, 5)).astype(np.int32)
+    y = (x[:, 0] > 5).astype("float32")
+    keras.utils.set_random_seed(0)
+    classifier = model.build_classifier(10, 4, 4, 1, False, 0.0)
+    model.compile_classifier(classifier, 0.05, 1.0, ema_momentum)
+    stopper = keras.callbacks.EarlyStopping(patience=5, restore_best_weights=True)
+    history = classifier.fit(
+        x,
+        y,
+        validation_data=(x, y),
+        epochs=4,
+        batch_size=16,
+        callbacks=model.training_callbacks(stopper, ema_momentum),
+        verbose=0,
+    )
+    loss = classifier.evaluate(x, y, verbose=0)[0]
+    assert loss == pytest.approx(min(history.history["val_loss"]), rel=1e-5)
+
+
 def test_end_to_end_model_matches_classifier_on_encoded_text(tmp_path):
     encoder = text.TextEncoder(["good", "bad", "film"], 6)
     classifier = model.build_classifier(encoder.vocab_size, 4, 4, 1, True, 0.0)
