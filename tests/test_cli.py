@@ -248,6 +248,7 @@ def test_several_workers_start_from_the_app_factory_and_too_many_are_warned_of(c
     assert "--workers 3 is more than this machine's 2 CPUs" in capsys.readouterr().err
     settings = json.loads(os.environ[serve.SETTINGS_VARIABLE])
     assert settings["max_batch"] == 7
+    assert settings["serve_while_loading"] is False  # a loading worker takes no requests
     assert cli.main(["serve", "--workers", "2"]) == 0 and capsys.readouterr().err == ""
 
 
@@ -270,9 +271,12 @@ def test_two_worker_processes_each_load_the_model_and_answer(model):
             time.sleep(0.2)
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda i: _score(base, f"review {i} was great"), range(64)))
+        # Served from the first ready worker while the other may still load: no 503s
         assert answers == [200] * 64
         workers = Path(f"/proc/{server.pid}/task/{server.pid}/children").read_text().split()
         assert len(workers) >= 2  # uvicorn's two workers (and its resource tracker, if any)
+        answering = _pids_answering_health(base, wanted=2, deadline=time.monotonic() + 120)
+        assert len(answering) == 2 and answering <= {int(pid) for pid in workers}
     finally:
         server.terminate()
         server.wait(60)
@@ -283,6 +287,16 @@ def _ready(base: str) -> bool:
         return httpx.get(f"{base}/ready", timeout=1).status_code == 200
     except httpx.TransportError:
         return False
+
+
+def _pids_answering_health(base: str, wanted: int, deadline: float) -> set[int]:
+    """The worker processes seen answering /health with a loaded model, on fresh connections."""
+    pids: set[int] = set()
+    while len(pids) < wanted and time.monotonic() < deadline:
+        health = httpx.get(f"{base}/health", timeout=10).json()
+        assert health["status"] == "ok", health  # a worker answers only once it has the model
+        pids.add(health["pid"])
+    return pids
 
 
 def _score(base: str, review: str) -> int:

@@ -1,6 +1,7 @@
 import asyncio
 import hashlib
 import json
+import os
 import re
 import select
 import socket
@@ -163,6 +164,25 @@ def test_not_ready_until_the_model_is_loaded(pipeline_run, monkeypatch):
         release.set()
         wait_ready(client)
         assert client.post("/predict", json={"text": "hi"}).status_code == 200
+
+
+def test_a_worker_of_several_takes_no_requests_until_the_model_is_loaded(pipeline_run, monkeypatch):
+    loads = []
+    real_load = Predictor.load
+
+    def slow_load(*args, **kwargs):
+        time.sleep(1)
+        loads.append(time.monotonic())
+        return real_load(*args, **kwargs)
+
+    monkeypatch.setattr(serve.Predictor, "load", slow_load)
+    settings = serve.ServerSettings(
+        model_path=pipeline_run / "models/end_to_end.keras", ui=False, serve_while_loading=False
+    )
+    with TestClient(serve.create_app(settings)) as client:  # returns once startup is over
+        assert loads and client.get("/ready").status_code == 200
+        health = client.get("/health").json()
+        assert health["status"] == "ok" and health["pid"] == os.getpid()
 
 
 @pytest.mark.parametrize(

@@ -210,6 +210,7 @@ def serve_command(args: argparse.Namespace) -> int:
         request_timeout_s=args.request_timeout_s,
         max_connections=args.max_connections,
         worker_healthcheck_s=args.worker_healthcheck_s,
+        serve_while_loading=args.workers == 1,
         ui=not args.no_ui,
     )
     cpus = os.cpu_count() or 1

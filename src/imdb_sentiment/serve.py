@@ -1,7 +1,8 @@
 """REST API (FastAPI) with the Gradio UI mounted at /ui, around one loaded Predictor.
 
 The model loads once per process, in a background thread started at startup: /health
-answers at once, /ready says 503 until the model is in. Prediction runs in a worker thread
+answers at once, /ready says 503 until the model is in (with several workers, a worker takes
+no connections until its model is in). Prediction runs in a worker thread
 (never on the event loop) through a micro-batcher that merges concurrent requests into one
 Keras call, which is both faster and the only caller of the model.
 
@@ -67,6 +68,10 @@ class ServerSettings:
     # default of 5 s kills every worker while it loads the model (TensorFlow and numba hold the
     # GIL that the ping thread needs), and restarts it, for ever.
     worker_healthcheck_s: int = 120
+    # One process takes connections at once: /health answers and requests get 503 while it
+    # loads. With several workers a loading worker must take none, or it 503s requests that a
+    # ready worker beside it would answer; uvicorn opens a worker's socket after its startup.
+    serve_while_loading: bool = True
 
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
@@ -400,6 +405,8 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
                 )
 
         starter = asyncio.create_task(start_batcher())
+        if not settings.serve_while_loading:
+            await starter
         yield
         await starter
         if "batcher" in state:
@@ -444,7 +451,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             status, error = "error", not_serving_reason()
         else:
             status, error = "loading", None
-        return {"status": status, "model": state["card"], "error": error}
+        return {"status": status, "model": state["card"], "error": error, "pid": os.getpid()}
 
     @app.get("/ready")
     async def ready() -> JSONResponse:
