@@ -8,12 +8,19 @@ lives in :mod:`imdb_sentiment.training`.
 
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import tensorflow as tf
+# Before TensorFlow, which loads OpenMP (through Keras and scikit-learn) and so fixes its
+# settings. numba's training loops run on OpenMP, and its idle threads spin before they sleep:
+# with two views' loops at once, spinning threads hold the cores that the other loop and
+# TensorFlow's ops need (docs/benchmarks.md). A user's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import tensorflow as tf  # noqa: E402
 
 from imdb_sentiment import dataset, distribute, plotting, text, training
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json

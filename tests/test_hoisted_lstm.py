@@ -61,6 +61,73 @@ def test_compiled_training_step_matches_keras_lstm() -> None:
         assert np.allclose(have, want, atol=2e-5, rtol=1e-5)
 
 
+VOCAB = 7
+
+
+def embedded_twins() -> tuple[keras.Model, keras.Model]:
+    """Embedding(mask_zero) -> LSTM models, Keras' and the hoisted, on the same weights."""
+    keras_lstm, hoisted = twin_layers(return_sequences=True)
+    twins = []
+    for layer in (keras_lstm, hoisted):
+        ids = keras.Input((None,), dtype="int32")
+        embedding = keras.layers.Embedding(VOCAB, WIDTH, mask_zero=True)
+        twins.append(keras.Model(ids, layer(embedding(ids))))
+    rng = np.random.default_rng(2)
+    twins[0].layers[1].set_weights([rng.normal(0, 1.5, (VOCAB, WIDTH)).astype("float32")])
+    twins[1].layers[1].set_weights(twins[0].layers[1].get_weights())
+    return twins[0], twins[1]
+
+
+def embedded_gradients(classifier: keras.Model, ids: tf.Tensor) -> list:
+    with tf.GradientTape() as tape:
+        outputs = classifier(ids, training=True)
+        weights = tf.random.stateless_normal(tf.shape(outputs), [1, 2])
+        loss = tf.reduce_sum(outputs * weights)
+    gradients = tape.gradient(loss, [w.value for w in classifier.weights])
+    return [outputs, *(tf.convert_to_tensor(g) for g in gradients)]  # the table's: sparse
+
+
+def test_an_embedded_sequence_is_projected_once_per_distinct_id(monkeypatch) -> None:
+    ids = np.random.default_rng(3).integers(1, VOCAB, (BATCH, STEPS)).astype("int32")
+    ids[0, :9] = 0  # pre-padded
+    ids[1, 4:] = 0  # post-padded
+    ids[4] = 0  # empty
+    keras_twin, hoisted_twin = embedded_twins()
+    expected = tf.function(embedded_gradients)(keras_twin, tf.constant(ids))
+    projections = []
+    real_project_rows = hoisted_lstm.project_rows
+    monkeypatch.setattr(
+        hoisted_lstm, "project_rows", lambda *a: projections.append(a) or real_project_rows(*a)
+    )
+    got = tf.function(embedded_gradients)(hoisted_twin, tf.constant(ids))
+    assert len(projections) == 1  # traced once, on the rows path
+    names = ["outputs", "table", "kernel", "recurrent", "bias"]
+    for name, want, have in zip(names, expected, got, strict=True):
+        assert np.allclose(have, want, atol=2e-5, rtol=1e-5), name
+
+
+def test_only_a_traced_row_lookup_counts_as_an_embedding() -> None:
+    table, ids = tf.ones([VOCAB, WIDTH]), tf.constant([[1, 2], [3, 0]])
+    assert hoisted_lstm.embedding_lookup(tf.gather(table, ids)) is None  # eager
+
+    @tf.function
+    def found(sequences_of: object) -> bool:
+        return hoisted_lstm.embedding_lookup(sequences_of(table, ids)) is not None
+
+    assert found(tf.gather)
+    assert not found(lambda t, i: tf.gather(t, i) * 2.0)
+    assert not found(lambda t, i: tf.gather(tf.transpose(t), i, axis=1))
+
+
+def test_rows_are_summed_as_tensorflow_sums_segments() -> None:
+    rng = np.random.default_rng(4)
+    values = rng.normal(size=(50, 8)).astype("float32")
+    position = rng.integers(0, 6, 50).astype("int32")
+    want = tf.math.unsorted_segment_sum(values, position, 7)
+    have = hoisted_lstm._sum_rows(values, position, np.array([7]))
+    assert np.allclose(have, want, atol=1e-5)
+
+
 def test_without_a_mask_every_step_counts() -> None:
     keras_lstm, hoisted = twin_layers(return_sequences=True)
     x, _ = inputs_and_mask()

@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -83,3 +86,20 @@ def test_pair_vocab_size_is_checked_before_any_data_is_read(pipeline_run, tmp_pa
     values = {**train_params(pipeline_run), "pair_vocab_size": 2}
     with pytest.raises(ParamsError, match="train.pair_vocab_size = 2"):  # not FileNotFoundError
         train.run(train.Params(**values), tmp_path / "absent", tmp_path / "models")
+
+
+@pytest.mark.parametrize(("given", "kept"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_threads_sleep_when_idle_unless_the_user_says_otherwise(given, kept):
+    # In a fresh process: OpenMP reads the setting once, when TensorFlow's import loads it.
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if given:
+        environment["OMP_WAIT_POLICY"] = given
+    probe = (
+        "import os, stages.train;"
+        "loaded = any('gomp' in line for line in open('/proc/self/maps'));"
+        "print(os.environ['OMP_WAIT_POLICY'], loaded)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
+    )
+    assert result.stdout.split() == [kept, "True"]
