@@ -1,5 +1,8 @@
+import gc
+import os
 import platform
 import resource
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -33,3 +36,23 @@ def test_reading_batches_leaves_large_buffers_reusable():
 @glibc_only
 def test_thresholds_are_set_on_glibc():
     assert malloc.reuse_large_buffers() is True
+
+
+def resident_megabytes() -> float:
+    pages = int(Path("/proc/self/statm").read_text().split()[1])
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@glibc_only
+def test_memory_that_only_cycles_held_goes_back_to_the_system():
+    malloc.reuse_large_buffers()  # as in training: a 48 MB buffer comes from the heap
+    gc.disable()  # so that the collection happens in the call under test, not before it
+    try:
+        cycle = [np.ones(48 * 2**18, np.float32)]
+        cycle.append(cycle)
+        del cycle
+        before = resident_megabytes()
+        assert malloc.release_free_memory() is True
+        assert resident_megabytes() < before - 40
+    finally:
+        gc.enable()

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment import dataset, model, ngrams, text, training
+from imdb_sentiment import dataset, hoisted_lstm, model, ngrams, text, training
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import ParamsError
 from stages import train
@@ -261,3 +261,23 @@ def test_a_linear_schedule_trains_its_last_step_at_the_smallest_rate(pipeline_ru
     assert int(optimizer.iterations) == steps
     assert float(optimizer.learning_rate) == pytest.approx(0.0)
     assert float(optimizer._get_current_learning_rate()) == pytest.approx(0.0)
+
+
+def test_each_trained_classifier_leaves_no_traced_gradients_behind(pipeline_run, monkeypatch):
+    values = {**train_params(pipeline_run), "ensemble_size": 2, "distill": True}
+    params = train.Params(**{**values, "pair_vocab_size": 0, "max_epochs": 1})
+    assert params.lstm_kernel == "hoisted"
+    left_behind = []
+    real_release = training.release_training_memory
+
+    def release_and_count() -> None:
+        real_release()
+        left_behind.append(hoisted_lstm.forget_traced_gradients())
+
+    monkeypatch.setattr(training, "release_training_memory", release_and_count)
+    prepared = pipeline_run / "data/prepared"
+    _, x_train, y_train = dataset.load_arrays(prepared, "train")
+    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
+    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    training.train_classifier(params, (x_train, y_train), (x_val, y_val), words)
+    assert left_behind == [0, 0, 0]  # after each teacher, and before the student

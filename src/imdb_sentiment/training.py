@@ -26,8 +26,9 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import evaluation, ngrams, text
+from imdb_sentiment import evaluation, malloc, ngrams, text
 from imdb_sentiment.distribute import Placement, cudnn_blockers, gpu_visible, keep_lstms_off_cudnn
+from imdb_sentiment.hoisted_lstm import forget_traced_gradients
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.model import (
     BucketedBatches,
@@ -100,10 +101,10 @@ def train_classifier(
     started = time.perf_counter()
     placement = placement or Placement(tf.distribute.get_strategy())
     vocabularies = build_vocabularies(params, train[0], word_vocab_size)
-    members = [
-        train_member(params, number, vocabularies, train, validation, placement)
-        for number in range(1, params.ensemble_size + 1)
-    ]
+    members = []
+    for number in range(1, params.ensemble_size + 1):
+        members.append(train_member(params, number, vocabularies, train, validation, placement))
+        release_training_memory()
     classifier = average_members([member.model for member in members])
     if params.distill:
         classifier, students = _distil(
@@ -136,12 +137,19 @@ def _distil(
     del teacher, teachers
     for member in members:
         member.model = None  # teachers are never saved: free their weights for the students
+    release_training_memory()
     first = params.ensemble_size + 1
     students = [
         train_member(params, number, vocabularies, (x_train, soft), validation, placement)
         for number in range(first, first + params.students)
     ]
     return average_members([student.model for student in students]), students
+
+
+def release_training_memory() -> None:
+    """Free a trained classifier's graphs and optimizer state before the next one trains."""
+    forget_traced_gradients()
+    malloc.release_free_memory()
 
 
 def build_vocabularies(
