@@ -210,15 +210,21 @@ def test_member_summaries_name_the_loss_they_report():
     assert one["members"]["member_1"]["best_val_loss"] == 0.9
 
 
+def prepared_splits(pipeline_run) -> tuple[tuple, tuple, int]:
+    """The tiny pipeline's (train, validation) arrays and its word vocabulary size."""
+    prepared = pipeline_run / "data/prepared"
+    _, x_train, y_train = dataset.load_arrays(prepared, "train")
+    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
+    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    return (x_train, y_train), (x_val, y_val), words
+
+
 def test_the_kept_weights_are_the_best_epochs_when_validation_gets_worse(pipeline_run):
     # Validation labels flipped: the better the model learns, the worse its validation loss.
     values = {**train_params(pipeline_run), "ensemble_size": 1, "distill": False}
     values.update(pair_vocab_size=0, max_epochs=4, early_stopping_patience=2, learning_rate=0.05)
     params = train.Params(**values)
-    prepared = pipeline_run / "data/prepared"
-    _, x_train, y_train = dataset.load_arrays(prepared, "train")
-    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
-    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    (x_train, y_train), (x_val, y_val), words = prepared_splits(pipeline_run)
     result = training.train_classifier(params, (x_train, y_train), (x_val, 1 - y_val), words)
     [member] = result.members
     history = member.history
@@ -275,9 +281,6 @@ def test_each_trained_classifier_leaves_no_traced_gradients_behind(pipeline_run,
         left_behind.append(hoisted_lstm.forget_traced_gradients())
 
     monkeypatch.setattr(training, "release_training_memory", release_and_count)
-    prepared = pipeline_run / "data/prepared"
-    _, x_train, y_train = dataset.load_arrays(prepared, "train")
-    _, x_val, y_val = dataset.load_arrays(prepared, "validation")
-    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    (x_train, y_train), (x_val, y_val), words = prepared_splits(pipeline_run)
     training.train_classifier(params, (x_train, y_train), (x_val, y_val), words)
     assert left_behind == [0, 0, 0]  # after each teacher, and before the student
