@@ -1,9 +1,14 @@
 """Stage 4: score the trained model on the official 25k test set.
 
 Scores each of `extra_sets` (your own labelled files) too, under its name in eval.json.
+Every figure comes twice: for the LSTM and for the linear baseline stage's model, on the full
+test reviews and on two short views of them (each review's last sentence, its first 20 words),
+with accuracy and expected calibration error; the hand-written behaviour probes of
+data/probes.csv are scored too (reported, never used to choose).
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
-confidently wrong test reviews to data/evaluation/. Also checks, on raw test reviews, that
-the exported raw-text model gives the same probabilities as the classifier on the arrays.
+confidently wrong test reviews and the probe results to data/evaluation/. Also checks, on raw
+test reviews, that the exported raw-text model gives the same probabilities as the classifier
+on the arrays.
 """
 
 from __future__ import annotations
@@ -13,11 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import archive, dataset, evaluation, plotting, tables
+from imdb_sentiment import archive, dataset, evaluation, plotting, tables, text
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
+from imdb_sentiment.linear import LinearModel
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.predict import ModelError, Predictor
@@ -29,6 +36,8 @@ METRICS_FILE = Path("metrics/eval.json")
 PLOTS_DIR = Path("plots/evaluate")
 ERRORS_DIR = Path("data/evaluation")
 CACHE_DIR = Path("data/cache")  # downloaded extra sets, as download keeps the archive
+LINEAR_MODEL = Path("data/linear_baseline/model.pkl")
+PROBES_FILE = Path("data/probes.csv")
 PARITY_SAMPLE = 256
 PARITY_TOLERANCE = 1e-4
 
@@ -59,6 +68,8 @@ def run(
     plots_dir: Path = PLOTS_DIR,
     errors_dir: Path = ERRORS_DIR,
     cache_dir: Path = CACHE_DIR,
+    linear_model: Path = LINEAR_MODEL,
+    probes_file: Path = PROBES_FILE,
 ) -> dict:
     extra = tables.extra_sets(params.extra_sets, "evaluate.extra_sets")  # checked before work
     classifier = load_model(models_dir / "classifier.keras")
@@ -77,27 +88,99 @@ def run(
     report["validation_accuracy"] = round(
         float(np.mean((validation >= params.threshold) == y_val)), 4
     )
+    predictor = Predictor.load(models_dir / "end_to_end.keras", batch_size=params.batch_size)
+    baseline = LinearModel.load(linear_model)
+    views = {
+        "full": test_table["text"].tolist(),
+        **evaluation.short_views(test_table["text"].tolist()),
+    }
+    scored = _score_views(views, probabilities, predictor, baseline)
+    probes = pd.read_csv(probes_file)
+    probe_scores = {"lstm": predictor.probabilities(probes["text"].tolist()),
+                    "linear": baseline.probabilities(probes["text"].tolist())}  # fmt: skip
+    probe_table = evaluation.probe_results(probes, probe_scores, params.threshold)
+    report.update(_headline(scored["lstm"], y_test, params.threshold, probe_table, "lstm"))
+    report["linear_baseline"] = _headline(
+        scored["linear"], y_test, params.threshold, probe_table, "linear"
+    )
+    report["linear_baseline"].update(
+        evaluation.classification_metrics(y_test, scored["linear"]["full"], params.threshold)
+    )
+    report["margin_over_linear"] = round(
+        report["accuracy"] - report["linear_baseline"]["accuracy"], 4
+    )
     if extra:
-        report["extra_sets"] = _score_extra_sets(extra, models_dir, params, cache_dir)
+        report["extra_sets"] = _score_extra_sets(extra, predictor, params, cache_dir)
     _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
+    tokens = {view: _token_counts(texts, prepared_dir) for view, texts in views.items()}
+    _write_short_text_plots(scored, y_test, tokens, params.threshold, plots_dir)
     with atomic_directory(errors_dir) as scratch:
         wrong = evaluation.confident_errors(
             test_table, probabilities, params.threshold, params.confident_errors
         )
         wrong.to_csv(scratch / "confident_errors.csv", index=False, lineterminator="\n")
+        probe_table.to_csv(scratch / "probes.csv", index=False, lineterminator="\n")
     write_json(metrics_file, report)
-    print(
-        f"evaluate: test accuracy {report['accuracy']:.4f} "
-        f"(validation {report['validation_accuracy']:.4f}), ROC-AUC {report['roc_auc']:.4f}"
-    )
+    _print_summary(report)
     return report
 
 
+def _score_views(
+    views: dict[str, list[str]],
+    probabilities: np.ndarray,
+    predictor: Predictor,
+    baseline: LinearModel,
+) -> dict[str, dict[str, np.ndarray]]:
+    """{model: {view: P(positive)}}: the full reviews ("full") and each short view."""
+    lstm = {"full": probabilities}
+    for name, texts in views.items():
+        if name != "full":
+            lstm[name] = predictor.probabilities(texts)
+    linear = {name: baseline.probabilities(texts) for name, texts in views.items()}
+    return {"lstm": lstm, "linear": linear}
+
+
+def _headline(
+    views: dict[str, np.ndarray], labels: np.ndarray, threshold: float, probes, model: str
+) -> dict:
+    """ECE on the full reviews, each short view's figures, and the probes passed."""
+    return {
+        "ece": evaluation.expected_calibration_error(labels, views["full"], threshold),
+        "short_views": {
+            name: evaluation.view_metrics(labels, scores, threshold)
+            for name, scores in views.items()
+            if name != "full"
+        },
+        "probes_passed": int(probes[f"{model}_passed"].sum()),
+        "probes_total": len(probes),
+    }
+
+
+def _token_counts(texts: list[str], prepared_dir: Path) -> np.ndarray:
+    cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning
+    return text.tokenize(texts, **cleaning).row_lengths().numpy()
+
+
+def _print_summary(report: dict) -> None:
+    linear = report["linear_baseline"]
+    print(
+        f"evaluate: test accuracy {report['accuracy']:.4f} "
+        f"(validation {report['validation_accuracy']:.4f}), ROC-AUC {report['roc_auc']:.4f}, "
+        f"ECE {report['ece']:.4f}; linear baseline {linear['accuracy']:.4f}"
+    )
+    for name, figures in report["short_views"].items():
+        print(
+            f"evaluate: {name}: accuracy {figures['accuracy']:.4f} "
+            f"(linear {linear['short_views'][name]['accuracy']:.4f}), ECE {figures['ece']:.4f}"
+        )
+    print(f"evaluate: probes passed {report['probes_passed']}/{report['probes_total']} "
+          f"(linear {linear['probes_passed']})")  # fmt: skip
+
+
 def _score_extra_sets(
-    extra: list[tables.ExtraSet], models_dir: Path, params: Params, cache_dir: Path
+    extra: list[tables.ExtraSet], predictor: Predictor, params: Params, cache_dir: Path
 ) -> dict[str, dict]:
     """Each set scored through the Predictor that the CLI and the API serve with."""
-    predictor = Predictor.load(models_dir / "end_to_end.keras", batch_size=params.batch_size)
     scored = {}
     for item in extra:
         table, dropped = tables.load_labelled(item.url, item.sha256, item.spec, cache_dir)
@@ -141,6 +224,29 @@ def _write_plots(labels, probabilities, threshold: float, report: dict, plots_di
     plotting.confusion_matrix(matrix, plots_dir / "confusion.png")
     roc = tables["roc.csv"]
     plotting.roc_curve(roc["fpr"], roc["tpr"], report["roc_auc"], plots_dir / "roc.png")
+
+
+def _write_short_text_plots(
+    scored: dict, labels: np.ndarray, tokens: dict[str, np.ndarray], threshold: float,
+    plots_dir: Path,
+) -> None:  # fmt: skip
+    """reliability.csv (the LSTM's, per view) and accuracy_by_length.csv (both models, the
+    full reviews and the short views pooled, by token count)."""
+    reliability = pd.concat(
+        evaluation.reliability_table(labels, scores, threshold).assign(view=view)
+        for view, scores in scored["lstm"].items()
+    )
+    views = list(scored["lstm"])
+    by_length = evaluation.accuracy_by_length(
+        np.concatenate([tokens[view] for view in views]),
+        np.concatenate([labels] * len(views)),
+        {model: np.concatenate([scored[model][view] for view in views]) for model in scored},
+        threshold,
+    )
+    for name, table in {"reliability.csv": reliability.round(5),
+                        "accuracy_by_length.csv": by_length}.items():  # fmt: skip
+        with atomic_file(plots_dir / name) as scratch:
+            table.to_csv(scratch, index=False, lineterminator="\n")
 
 
 def main() -> int:

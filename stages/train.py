@@ -20,6 +20,7 @@ from typing import Literal
 # TensorFlow's ops need (docs/benchmarks.md). A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
+import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from imdb_sentiment import dataset, distribute, plotting, text, training
@@ -28,6 +29,7 @@ from imdb_sentiment.model import build_end_to_end, save_model
 from imdb_sentiment.params import run_stage
 
 PREPARED_DIR = Path("data/prepared")
+LINEAR_SCORES = Path("data/linear_baseline/out_of_fold.npz")
 MODELS_DIR = Path("models")
 METRICS_FILE = Path("metrics/train.json")
 PLOTS_DIR = Path("plots/train")
@@ -65,6 +67,11 @@ class Params:
     ensemble_size: int = field(metadata={"min": 1})
     distill: bool
     students: int = field(metadata={"min": 1})
+    linear_teacher_weight: float = field(metadata={"min": 0.0, "max": 1.0})
+    window_copies: int = field(metadata={"min": 0})
+    window_min_tokens: int = field(metadata={"min": 1})
+    window_max_tokens: int = field(metadata={"min": 1})
+    calibrate: bool
     seed: int = field(metadata={"min": 0})
 
 
@@ -74,15 +81,21 @@ def run(
     models_dir: Path = MODELS_DIR,
     metrics_file: Path = METRICS_FILE,
     plots_dir: Path = PLOTS_DIR,
+    linear_scores: Path = LINEAR_SCORES,
 ) -> None:
     training.check_ngram_vocab_sizes(params)
+    training.check_windows(params)
     placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
+    linear_teacher = None
+    if params.distill and params.linear_teacher_weight:
+        with np.load(linear_scores) as scores:
+            linear_teacher = scores["train"]
     result = training.train_classifier(
-        params, (x_train, y_train), (x_val, y_val), encoder.vocab_size, placement
+        params, (x_train, y_train), (x_val, y_val), encoder.vocab_size, placement, linear_teacher
     )
     if not placement.writes_outputs:  # the chief writes; the other workers leave no trace
         return

@@ -6,6 +6,7 @@ import contextlib
 import functools
 import http.server
 import os
+import shutil
 import socket
 import threading
 import time
@@ -66,16 +67,18 @@ def tiny_archive(tmp_path: Path) -> tuple[Path, str]:
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the four stages in-process on a tiny archive; return the working folder."""
     from imdb_sentiment.params import load_stage_params
-    from stages import download, evaluate, preprocess, train
+    from stages import download, evaluate, linear_baseline, preprocess, train
 
     workdir = tmp_path_factory.mktemp("pipeline")
     archive = workdir / "aclImdb_tiny.tar.gz"
     params_file = workdir / "params.yaml"
     params_file.write_text(yaml.safe_dump(tiny_params(archive, make_archive(archive))))
+    (workdir / "data").mkdir()
+    shutil.copy(REPO_ROOT / "data/probes.csv", workdir / "data/probes.csv")
     previous = Path.cwd()
     os.chdir(workdir)
     try:
-        for stage in (download, preprocess, train, evaluate):
+        for stage in (download, preprocess, linear_baseline, train, evaluate):
             stage.run(load_stage_params(stage.SECTION, stage.Params, params_file))
     finally:
         os.chdir(previous)

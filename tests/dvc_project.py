@@ -17,6 +17,7 @@ from tests.conftest import REPO_ROOT, tiny_params
 
 RAN = re.compile(r"Running stage '(\w+)'")
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
+PROBES = "data/probes.csv"  # versioned in git, read by evaluate
 
 # These tests prove DVC's wiring (what reruns, what is pushed, queued, killed), which does
 # not depend on the network trained. One small LSTM trains in a third of the time of the
@@ -36,6 +37,8 @@ class Project:
             shutil.copytree(
                 REPO_ROOT / folder, root / folder, ignore=shutil.ignore_patterns("__pycache__")
             )
+        (root / PROBES).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(REPO_ROOT / PROBES, root / PROBES)
         self.env = self._environment(root)
         self.run("git", "init", "-q", "--initial-branch", "main")
         self.run("dvc", "init", "-q")

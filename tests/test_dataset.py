@@ -47,3 +47,30 @@ def test_sequence_stats():
     assert stats["oov_rate"] == pytest.approx(3 / 5, abs=1e-4)
     assert stats["truncated_fraction"] == 0.5
     assert stats["positive_fraction"] == 0.5 and stats["length_max"] == 5
+
+
+def test_edge_windows_take_each_rows_first_or_last_tokens():
+    x = np.array([[0, 0, 5, 6, 7, 8], [1, 2, 3, 4, 5, 6], [0, 0, 0, 0, 0, 9]])
+    first = dataset.edge_windows(x, 2, "first")
+    last = dataset.edge_windows(x, 2, "last")
+    assert first.tolist() == [[0, 0, 0, 0, 5, 6], [0, 0, 0, 0, 1, 2], [0, 0, 0, 0, 0, 9]]
+    assert last.tolist() == [[0, 0, 0, 0, 7, 8], [0, 0, 0, 0, 5, 6], [0, 0, 0, 0, 0, 9]]
+    assert first.dtype == x.dtype
+
+
+def test_random_windows_are_runs_of_each_rows_tokens():
+    rng = np.random.default_rng(0)
+    x = np.zeros((200, 30), np.int32)
+    for row in range(200):
+        length = 1 + row % 30
+        x[row, 30 - length :] = np.arange(100 * row + 2, 100 * row + 2 + length)
+    windows = dataset.random_windows(x, 3, 8, np.random.default_rng(1))
+    counts = dataset.token_counts(windows)
+    assert ((counts >= np.minimum(3, dataset.token_counts(x))) & (counts <= 8)).all()
+    for row, window in zip(x, windows, strict=True):
+        tokens, kept = row[row != 0], window[window != 0]
+        start = np.flatnonzero(tokens == kept[0])[0]
+        assert np.array_equal(tokens[start : start + len(kept)], kept)  # a contiguous run
+        assert (window[: len(window) - len(kept)] == 0).all()  # pre-padded
+    assert len(set(map(len, [w[w != 0] for w in windows]))) > 3  # lengths vary
+    assert not np.array_equal(windows, dataset.random_windows(x, 3, 8, rng))  # seeded draws

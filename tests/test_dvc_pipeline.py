@@ -12,12 +12,14 @@ import pytest
 import yaml
 
 from imdb_sentiment.params import section_keys
-from stages import download, evaluate, preprocess, train
+from stages import download, evaluate, linear_baseline, preprocess, train
 from tests.conftest import REPO_ROOT
 from tests.dvc_project import DVC_YAML, RAN
 from tests.table_factory import TABLE_PARAMS, review_table, write_table
 
-STAGE_MODULES = {module.SECTION: module for module in (download, preprocess, train, evaluate)}
+STAGE_MODULES = {
+    module.SECTION: module for module in (download, preprocess, linear_baseline, train, evaluate)
+}
 PACKAGE = "imdb_sentiment"
 PACKAGE_DIR = Path("src") / PACKAGE
 
@@ -72,7 +74,7 @@ def test_switching_to_your_own_tables_reruns_every_stage_and_an_extra_set_only_e
     """From the archive to a CSV, then to a Parquet file of other rows: every stage reruns
     each time. Then an extra test set: evaluate alone reruns, and scores it under its name."""
     project, params = trained_project
-    every_stage = ["download", "preprocess", "train", "evaluate"]
+    every_stage = ["download", "preprocess", "linear_baseline", "train", "evaluate"]
     for name, seed in (("reviews.csv", 1), ("reviews.parquet", 2)):
         table = tmp_path / name
         sha = write_table(review_table(per_class=30, groups=10, seed=seed), table)
@@ -101,7 +103,13 @@ def test_switching_to_your_own_tables_reruns_every_stage_and_an_extra_set_only_e
 
 @pytest.mark.integration
 def test_a_first_dvc_repro_runs_every_stage_and_a_second_runs_none(trained_project_template):
-    assert trained_project_template.first_run == ["download", "preprocess", "train", "evaluate"]
+    assert trained_project_template.first_run == [
+        "download",
+        "preprocess",
+        "linear_baseline",
+        "train",
+        "evaluate",
+    ]
     project = trained_project_template.project
     missing = [out for out in project.declared_outputs() if not out.exists()]
     assert missing == []
@@ -125,7 +133,9 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(trained_project):
     assert after["threshold"] == 0.99 and after["confusion"] != before["confusion"]
     assert after["roc_auc"] == before["roc_auc"]  # ranking figures do not depend on it
     assert change("train", "dropout", 0.2) == ["train", "evaluate"]
-    assert change("preprocess", "max_length", 16) == ["preprocess", "train", "evaluate"]
+    assert change("preprocess", "max_length", 16) == [
+        "preprocess", "linear_baseline", "train", "evaluate"
+    ]  # fmt: skip
 
     with open(project.root / "stages/train.py", "a") as script:
         script.write("\n# an edit\n")

@@ -4,10 +4,10 @@ import pytest
 import yaml
 
 from imdb_sentiment.params import ParamsError, load_stage_params, section_keys
-from stages import download, evaluate, preprocess, train
+from stages import download, evaluate, linear_baseline, preprocess, train
 from tests.conftest import REPO_ROOT
 
-STAGES = (download, preprocess, train, evaluate)
+STAGES = (download, preprocess, linear_baseline, train, evaluate)
 
 
 def write_params(tmp_path: Path, section: str, **changes) -> Path:

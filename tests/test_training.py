@@ -62,10 +62,13 @@ def targets_seen(monkeypatch) -> dict[str, np.ndarray]:
     return seen
 
 
+PLAIN_STUDENT = {"linear_teacher_weight": 0.0, "window_copies": 0, "calibrate": False}
+
+
 def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
     pipeline_run, tmp_path, targets_seen
 ):
-    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True)
+    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True, **PLAIN_STUDENT)
 
     summary = json.loads((tmp_path / "t.json").read_text())
     assert list(summary["members"]) == ["member_1", "member_2", "student"]
@@ -80,7 +83,7 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
     assert soft.shape == y.shape and not np.isin(soft, (0.0, 1.0)).all()
     # The teachers, retrained the same way, give back the student's targets.
     teachers = tmp_path / "teachers"
-    train_briefly(pipeline_run, teachers, ensemble_size=2)
+    train_briefly(pipeline_run, teachers, ensemble_size=2, calibrate=False)
     ensemble = load_model(teachers / "models/classifier.keras")
     assert np.allclose(soft, ensemble(x).numpy().reshape(-1), atol=1e-5)
     # "accuracy" against soft targets is agreement with the teachers, not a 0/1 comparison.
@@ -91,7 +94,9 @@ def test_distilling_saves_one_student_trained_on_the_teachers_probabilities(
 def test_several_students_learn_the_same_targets_and_are_saved_as_their_average(
     pipeline_run, tmp_path, targets_seen
 ):
-    train_briefly(pipeline_run, tmp_path, ensemble_size=2, distill=True, students=2)
+    train_briefly(
+        pipeline_run, tmp_path, ensemble_size=2, distill=True, students=2, window_copies=0
+    )
 
     summary = json.loads((tmp_path / "t.json").read_text())
     names = ["member_1", "member_2", "student_1", "student_2"]
@@ -284,3 +289,77 @@ def test_each_trained_classifier_leaves_no_traced_gradients_behind(pipeline_run,
     (x_train, y_train), (x_val, y_val), words = prepared_splits(pipeline_run)
     training.train_classifier(params, (x_train, y_train), (x_val, y_val), words)
     assert left_behind == [0, 0, 0]  # after each teacher, and before the student
+
+
+@pytest.fixture
+def data_seen(monkeypatch) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """The (reviews, targets) each member of the next train runs is given, by member name."""
+    seen = {}
+    train_member = training.train_member
+
+    def recording(params, number, vocabularies, data, validation, placement=None):
+        member = train_member(params, number, vocabularies, data, validation, placement)
+        seen[member.name] = data
+        return member
+
+    monkeypatch.setattr(training, "train_member", recording)
+    return seen
+
+
+def test_students_learn_the_blend_of_teachers_and_linear_baseline_on_reviews_and_windows(
+    pipeline_run, tmp_path, data_seen
+):
+    train_briefly(pipeline_run, tmp_path / "plain", ensemble_size=2, distill=True, **PLAIN_STUDENT)
+    teachers = data_seen["student"][1]  # the teachers' average alone
+    blend = {"linear_teacher_weight": 0.25, "window_copies": 2, "calibrate": False}
+    train_briefly(pipeline_run, tmp_path / "blend", ensemble_size=2, distill=True, **blend)
+    x, targets = data_seen["student"]
+
+    linear = np.load(pipeline_run / "data/linear_baseline/out_of_fold.npz")["train"]
+    _, x_train, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    reviews = len(x_train)
+    assert len(x) == 3 * reviews and np.array_equal(x[:reviews], x_train)
+    np.testing.assert_allclose(targets[:reviews], 0.75 * teachers + 0.25 * linear, rtol=1e-5)
+    # Each window carries its review's target.
+    np.testing.assert_array_equal(targets[reviews:], np.concatenate([targets[:reviews]] * 2))
+    window_lengths = dataset.token_counts(x[reviews:])
+    assert (window_lengths <= 40).all() and (window_lengths >= 1).all()
+
+
+def test_student_targets_blend_by_hand_and_refuse_missing_scores():
+    params = argparse.Namespace(linear_teacher_weight=0.3)
+    teachers, linear = np.array([0.9, 0.2], np.float32), np.array([0.5, 0.6], np.float32)
+    blended = training.student_targets(params, teachers, linear)
+    np.testing.assert_allclose(blended, [0.78, 0.32], rtol=1e-6)
+    assert blended.dtype == np.float32
+    with pytest.raises(ValueError, match="linear_teacher_weight = 0.3 needs .* all 2 training"):
+        training.student_targets(params, teachers, linear[:1])
+    zero = argparse.Namespace(linear_teacher_weight=0.0)
+    assert training.student_targets(zero, teachers, None) is teachers
+
+
+def test_calibration_set_adds_the_first_and_last_words(pipeline_run):
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    x_cal, y_cal = training.calibration_set(x, y)
+    assert len(x_cal) == 3 * len(x) and np.array_equal(y_cal, np.concatenate([y] * 3))
+    assert np.array_equal(x_cal[len(x) : 2 * len(x)], dataset.edge_windows(x, 20, "first"))
+    assert np.array_equal(x_cal[2 * len(x) :], dataset.edge_windows(x, 20, "last"))
+
+
+def test_calibrating_records_the_temperature_and_changes_confidence_only(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path / "raw", ensemble_size=1, calibrate=False)
+    train_briefly(pipeline_run, tmp_path / "cal", ensemble_size=1, calibrate=True)
+    summary = json.loads((tmp_path / "cal/t.json").read_text())
+    assert 0.25 <= summary["temperature"] <= 4.0
+    assert json.loads((tmp_path / "raw/t.json").read_text())["temperature"] is None
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "test")
+    raw = load_model(tmp_path / "raw/models/classifier.keras").predict_on_batch(x).reshape(-1)
+    cal = load_model(tmp_path / "cal/models/classifier.keras").predict_on_batch(x).reshape(-1)
+    logit = lambda p: np.log(p / (1 - p))  # noqa: E731
+    np.testing.assert_allclose(logit(cal), logit(raw) / summary["temperature"], atol=2e-3)
+
+
+def test_an_empty_window_range_is_refused():
+    params = argparse.Namespace(window_min_tokens=9, window_max_tokens=8)
+    with pytest.raises(ParamsError, match="window_min_tokens = 9 is more than .*max_tokens = 8"):
+        training.check_windows(params)

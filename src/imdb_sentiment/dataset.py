@@ -59,3 +59,45 @@ def sequence_stats(token_counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> di
         "truncated_fraction": round(float(np.mean(token_counts > x.shape[1])), 4),
         "oov_rate": round(float(np.sum(x == OOV_ID) / max(kept.sum(), 1)), 4),
     }
+
+
+def token_counts(x: np.ndarray) -> np.ndarray:
+    """Real (non-padding) tokens per row."""
+    return (x != PAD_ID).sum(axis=1)
+
+
+def random_windows(
+    x: np.ndarray, min_tokens: int, max_tokens: int, rng: np.random.Generator
+) -> np.ndarray:
+    """One random window of each pre-padded row: a run of ``min_tokens``..``max_tokens`` of
+    its tokens (all of them if it has fewer), pre-padded to the same width.
+
+    A model trained on whole reviews rarely sees a short text; windows teach it to judge the
+    sentence that a user types.
+    """
+    counts = token_counts(x)
+    lengths = np.minimum(rng.integers(min_tokens, max_tokens + 1, len(x)), counts)
+    starts = rng.integers(0, counts - lengths + 1)  # within the row's tokens
+    return _pre_padded_windows(x, counts, starts, lengths)
+
+
+def edge_windows(x: np.ndarray, tokens: int, where: str) -> np.ndarray:
+    """Each pre-padded row's first or last ``tokens`` tokens (``where``: "first" | "last")."""
+    counts = token_counts(x)
+    lengths = np.minimum(tokens, counts)
+    starts = np.zeros_like(counts) if where == "first" else counts - lengths
+    return _pre_padded_windows(x, counts, starts, lengths)
+
+
+def _pre_padded_windows(
+    x: np.ndarray, counts: np.ndarray, starts: np.ndarray, lengths: np.ndarray
+) -> np.ndarray:
+    """Rows holding tokens ``starts``..``starts + lengths`` of each row's real tokens, at
+    the rows' ends. The rows must be pre-padded (their tokens at the end)."""
+    width = x.shape[1]
+    columns = np.arange(width)[np.newaxis, :]
+    first_token = width - counts  # column of each row's first real token
+    source = first_token[:, None] + starts[:, None] + columns - (width - lengths)[:, None]
+    keep = columns >= (width - lengths)[:, None]
+    gathered = np.take_along_axis(x, np.clip(source, 0, width - 1), axis=1)
+    return np.where(keep, gathered, PAD_ID).astype(x.dtype)

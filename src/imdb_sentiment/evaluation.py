@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics
@@ -73,3 +75,113 @@ def confident_errors(
         ["confidence", "id"], ascending=[False, True], kind="stable"
     )
     return ranked.head(count)[["id", "label", "rating", "probability_positive", "movie", "text"]]
+
+
+CALIBRATION_BINS = 15  # Guo et al. (2017): equal-width bins of the top-label confidence
+_HTML_BREAK = re.compile(r"<br\s*/?>")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+LAST_SENTENCE_MIN_WORDS = 4
+FIRST_WORDS = 20
+# Token-count buckets of the accuracy-by-length chart: (upper bound, label).
+LENGTH_BUCKETS = ((10, "1-10"), (20, "11-20"), (50, "21-50"), (100, "51-100"),
+                  (200, "101-200"), (400, "201-400"), (np.inf, "401+"))  # fmt: skip
+
+
+def last_sentence(review: str) -> str:
+    """The last sentence of at least 4 words (split after . ! ?), else the last sentence."""
+    sentences = [s for s in _SENTENCE_END.split(_HTML_BREAK.sub(" ", review).strip()) if s]
+    long_enough = [s for s in sentences if len(s.split()) >= LAST_SENTENCE_MIN_WORDS]
+    return (long_enough or sentences or [""])[-1]
+
+
+def first_words(review: str, count: int = FIRST_WORDS) -> str:
+    """The first ``count`` whitespace tokens of the review, line breaks removed."""
+    return " ".join(_HTML_BREAK.sub(" ", review).split()[:count])
+
+
+SHORT_VIEWS = {"last_sentence": last_sentence, "first_20_words": first_words}
+
+
+def short_views(reviews: list[str]) -> dict[str, list[str]]:
+    """Each short view of every review: what people type is a sentence, not a review."""
+    return {name: [view(review) for review in reviews] for name, view in SHORT_VIEWS.items()}
+
+
+def _confidence_bins(probabilities: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top-label confidence max(p, 1-p), its bin index among ``bins`` equal bins of [0, 1])."""
+    confidence = np.maximum(probabilities, 1 - probabilities).astype(np.float64)
+    return confidence, np.minimum((confidence * bins).astype(int), bins - 1)
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
+    bins: int = CALIBRATION_BINS,
+) -> float:  # fmt: skip
+    """Σ over bins of (share of reviews) x |accuracy - mean confidence| (Guo et al. 2017)."""
+    table = reliability_table(labels, probabilities, threshold, bins)
+    weights = table["count"] / max(len(labels), 1)
+    return round(float((weights * (table["accuracy"] - table["confidence"]).abs()).sum()), 4)
+
+
+def reliability_table(
+    labels: np.ndarray, probabilities: np.ndarray, threshold: float = 0.5,
+    bins: int = CALIBRATION_BINS,
+) -> pd.DataFrame:  # fmt: skip
+    """One row per non-empty confidence bin: bin, mean confidence, accuracy, count."""
+    confidence, index = _confidence_bins(np.asarray(probabilities), bins)
+    correct = (np.asarray(probabilities) >= threshold) == np.asarray(labels).astype(bool)
+    frame = pd.DataFrame({"bin": index, "confidence": confidence, "accuracy": correct})
+    table = frame.groupby("bin").agg(
+        confidence=("confidence", "mean"), accuracy=("accuracy", "mean"),
+        count=("accuracy", "size"),
+    )  # fmt: skip
+    return table.reset_index()
+
+
+def view_metrics(labels: np.ndarray, probabilities: np.ndarray, threshold: float) -> dict:
+    """Accuracy, ECE and mean confidence of one scored set (a short view, say)."""
+    correct = (probabilities >= threshold) == labels.astype(bool)
+    confidence = np.maximum(probabilities, 1 - probabilities)
+    return {
+        "count": int(len(labels)),
+        "accuracy": round(float(np.mean(correct)), 4),
+        "ece": expected_calibration_error(labels, probabilities, threshold),
+        "mean_confidence": round(float(np.mean(confidence)), 4),
+    }
+
+
+def length_bucket(token_counts: np.ndarray) -> np.ndarray:
+    """The :data:`LENGTH_BUCKETS` label of each token count."""
+    bounds = np.array([bound for bound, _ in LENGTH_BUCKETS])
+    labels = np.array([label for _, label in LENGTH_BUCKETS])
+    return labels[np.searchsorted(bounds, token_counts, side="left")]
+
+
+def accuracy_by_length(
+    token_counts: np.ndarray, labels: np.ndarray, scores: dict[str, np.ndarray], threshold: float
+) -> pd.DataFrame:
+    """Accuracy of each model (``scores``: name -> P(positive)) per token-count bucket."""
+    buckets = length_bucket(np.asarray(token_counts))
+    order = [label for _, label in LENGTH_BUCKETS]
+    rows = []
+    for model, probabilities in scores.items():
+        correct = (probabilities >= threshold) == labels.astype(bool)
+        frame = pd.DataFrame({"bucket": buckets, "correct": correct})
+        for bucket, group in frame.groupby("bucket", sort=False):
+            rows.append({"model": model, "tokens": bucket, "order": order.index(bucket),
+                         "accuracy": round(float(group["correct"].mean()), 4),
+                         "count": len(group)})  # fmt: skip
+    table = pd.DataFrame(rows).sort_values(["model", "order"], kind="stable")
+    return table.drop(columns="order").reset_index(drop=True)
+
+
+def probe_results(
+    probes: pd.DataFrame, scores: dict[str, np.ndarray], threshold: float
+) -> pd.DataFrame:
+    """Each probe with each model's P(positive) and whether it lands on the expected side."""
+    expected = probes["expected"].map({name: i for i, name in enumerate(LABEL_NAMES)})
+    results = probes.copy()
+    for model, probabilities in scores.items():
+        results[f"{model}_probability"] = np.round(probabilities, 4)
+        results[f"{model}_passed"] = (probabilities >= threshold).astype(int) == expected
+    return results

@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import evaluation, malloc, ngrams, text
+from imdb_sentiment import calibration, dataset, evaluation, malloc, ngrams, text
 from imdb_sentiment.distribute import Placement, cudnn_blockers, gpu_visible, keep_lstms_off_cudnn
 from imdb_sentiment.hoisted_lstm import forget_traced_gradients
 from imdb_sentiment.inference import predict_probabilities, scorer
@@ -43,6 +43,7 @@ from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError
 TrainParams = Any  # the train section of params.yaml: stages/train.py's Params
 Split = tuple[np.ndarray, np.ndarray]  # (encoded reviews, labels or soft targets)
 SCORING_BATCH = 256  # reviews per call when scoring with a trained model
+CALIBRATION_WINDOW = 20  # tokens of the short views added to validation for calibration
 NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its key of the train section
 MULTI_VIEW_NAMES = {"loss": "multi_view_loss", "val_loss": "val_multi_view_loss"}
 
@@ -72,6 +73,7 @@ class TrainingResult:
     members: list[TrainedMember]
     validation: dict  # classification metrics of ``classifier`` on the validation split
     seconds: float
+    temperature: float | None = None  # folded into the classifier's outputs (calibrate)
 
 
 def check_ngram_vocab_sizes(params: TrainParams) -> None:
@@ -86,17 +88,29 @@ def check_ngram_vocab_sizes(params: TrainParams) -> None:
             )
 
 
+def check_windows(params: TrainParams) -> None:
+    """Refuse a window length range that is empty."""
+    if params.window_min_tokens > params.window_max_tokens:
+        raise ParamsError(
+            f"{DEFAULT_PARAMS_FILE}: train.window_min_tokens = {params.window_min_tokens} is "
+            f"more than train.window_max_tokens = {params.window_max_tokens}"
+        )
+
+
 def train_classifier(
     params: TrainParams,
     train: Split,
     validation: Split,
     word_vocab_size: int,
     placement: Placement | None = None,
+    linear_teacher: np.ndarray | None = None,
 ) -> TrainingResult:
     """Train the members (and, with distill, the students) and score the kept classifier.
 
     ``placement`` (:func:`imdb_sentiment.distribute.placement_from_environment`): the
     strategy to train under and this worker's share of the batches; default: one process.
+    ``linear_teacher``: the linear baseline's out-of-fold P(positive) of each training
+    review, blended into the students' targets with weight ``linear_teacher_weight``.
     """
     started = time.perf_counter()
     placement = placement or Placement(tf.distribute.get_strategy())
@@ -108,16 +122,56 @@ def train_classifier(
     classifier = average_members([member.model for member in members])
     if params.distill:
         classifier, students = _distil(
-            params, classifier, members, vocabularies, train, validation, placement
+            params, classifier, members, vocabularies, train, validation, placement, linear_teacher
         )
         members += students
-    seconds = time.perf_counter() - started
     x_val, y_val = validation
+    temperature = None
+    if params.calibrate:
+        temperature = calibration.fit_temperature(classifier, *calibration_set(x_val, y_val))
+        print(f"Calibrated: logits divided by a temperature of {temperature}", flush=True)
+    seconds = time.perf_counter() - started
     # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
     # (evaluate.threshold belongs to the evaluate stage).
     probabilities = predict_probabilities(scorer(classifier, x_val.shape[1]), x_val, SCORING_BATCH)
     metrics = evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
-    return TrainingResult(classifier, members, metrics, seconds)
+    return TrainingResult(classifier, members, metrics, seconds, temperature)
+
+
+def calibration_set(x_val: np.ndarray, y_val: np.ndarray) -> Split:
+    """The validation reviews plus their first and last words: the temperature must fit the
+    short texts that users type as well as whole reviews."""
+    short = [dataset.edge_windows(x_val, CALIBRATION_WINDOW, where) for where in ("first", "last")]
+    return np.concatenate([x_val, *short]), np.concatenate([y_val] * 3)
+
+
+def student_targets(
+    params: TrainParams, teachers: np.ndarray, linear_teacher: np.ndarray | None
+) -> np.ndarray:
+    """The LSTM teachers' average P(positive), blended with the linear baseline's.
+
+    The two families err on different reviews, so their blend is a better teacher than either.
+    """
+    weight = params.linear_teacher_weight
+    if not weight:
+        return teachers
+    if linear_teacher is None or len(linear_teacher) != len(teachers):
+        raise ValueError(
+            f"train.linear_teacher_weight = {weight} needs the linear baseline's scores of all "
+            f"{len(teachers)} training reviews (run the linear_baseline stage)"
+        )
+    return ((1 - weight) * teachers + weight * linear_teacher).astype(np.float32)
+
+
+def with_windows(params: TrainParams, train: Split, seed: int) -> Split:
+    """``train`` plus ``window_copies`` random windows of each review, with its target."""
+    x, y = train
+    rng = np.random.default_rng(seed)
+    windows = [
+        dataset.random_windows(x, params.window_min_tokens, params.window_max_tokens, rng)
+        for _ in range(params.window_copies)
+    ]
+    return np.concatenate([x, *windows]), np.concatenate([y] * (1 + len(windows)))
 
 
 def _distil(
@@ -128,19 +182,28 @@ def _distil(
     train: Split,
     validation: Split,
     placement: Placement,
+    linear_teacher: np.ndarray | None = None,
 ) -> tuple[keras.Model, list[TrainedMember]]:
     # The teachers' probabilities say how sure they are of each review, which 0/1 labels
     # do not: the student learns more from them than from the labels alone.
     x_train = train[0]
     teacher = scorer(teachers, x_train.shape[1])
     soft = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
+    soft = student_targets(params, soft, linear_teacher)
     del teacher, teachers
     for member in members:
         member.model = None  # teachers are never saved: free their weights for the students
     release_training_memory()
     first = params.ensemble_size + 1
     students = [
-        train_member(params, number, vocabularies, (x_train, soft), validation, placement)
+        train_member(
+            params,
+            number,
+            vocabularies,
+            with_windows(params, (x_train, soft), params.seed + number),
+            validation,
+            placement,
+        )
         for number in range(first, first + params.students)
     ]
     return average_members([student.model for student in students]), students
@@ -326,6 +389,7 @@ def summary(result: TrainingResult, reviews: int) -> dict:
         "epochs_run": epochs_run,
         "train_seconds": round(result.seconds, 1),
         "train_reviews_per_second": round(reviews * epochs_run / result.seconds, 1),
+        "temperature": result.temperature,
         "members": {member.name: _member_summary(member) for member in result.members},
     }
 

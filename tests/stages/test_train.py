@@ -29,7 +29,11 @@ def train_briefly(
     values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
     values.update({"max_epochs": 1, "pair_vocab_size": 0, **overrides})
     prepared = pipeline_run / "data/prepared"
-    train.run(train.Params(**values), prepared, out / "models", out / "t.json", out / "plots")
+    linear_scores = pipeline_run / "data/linear_baseline/out_of_fold.npz"
+    train.run(
+        train.Params(**values), prepared, out / "models", out / "t.json", out / "plots",
+        linear_scores,
+    )  # fmt: skip
 
 
 def test_saves_models_history_and_metrics(pipeline_run):

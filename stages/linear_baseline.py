@@ -1,0 +1,104 @@
+"""Stage: the linear baseline (NB-weighted logistic regression on word n-grams).
+
+Fits on the same training reviews as the LSTM (preprocess's split) and writes
+data/linear_baseline/model.pkl, its out-of-fold P(positive) for every training review and
+its P(positive) for every validation review (out_of_fold.npz, in data/prepared's row order:
+the train stage may learn from them), and metrics/linear_baseline.json. Evaluate scores it
+on the test set beside the LSTM. The logic lives in :mod:`imdb_sentiment.linear`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+from imdb_sentiment import archive, dataset, linear, text
+from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.params import run_stage
+
+RAW_DIR = Path("data/raw")
+PREPARED_DIR = Path("data/prepared")
+OUT_DIR = Path("data/linear_baseline")
+METRICS_FILE = Path("metrics/linear_baseline.json")
+SECTION = "linear_baseline"
+
+
+@dataclass(frozen=True)
+class Params:
+    """The linear_baseline section of params.yaml (docs/parameters.md)."""
+
+    ngram_max: int = field(metadata={"min": 1, "max": 3})
+    C: float = field(metadata={"gt": 0.0})  # noqa: N815 (scikit-learn's name)
+    nb_alpha: float = field(metadata={"gt": 0.0})
+    folds: int = field(metadata={"min": 2})
+    seed: int = field(metadata={"min": 0})
+
+
+def texts_of(table: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, where: Path) -> list[str]:
+    """The texts of the reviews (``ids``, ``labels``), in that order. A review's id alone is
+    not unique: the archive numbers positive and negative reviews separately."""
+    indexed = table.set_index(["id", "label"])["text"]
+    keys = pd.MultiIndex.from_arrays([ids, labels.astype(indexed.index.levels[1].dtype)])
+    missing = keys.difference(indexed.index)
+    if len(missing):
+        raise archive.ArchiveError(f"{where}: review (id, label) {missing[0]} is missing")
+    return indexed.loc[keys].tolist()
+
+
+def run(
+    params: Params,
+    raw_dir: Path = RAW_DIR,
+    prepared_dir: Path = PREPARED_DIR,
+    out_dir: Path = OUT_DIR,
+    metrics_file: Path = METRICS_FILE,
+) -> dict:
+    cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning
+    table = archive.read_table(raw_dir, "train")
+    splits = {}
+    for split in ("train", "validation"):
+        ids, _, y = dataset.load_arrays(prepared_dir, split)
+        splits[split] = (texts_of(table, ids, y, raw_dir / "train.csv"), y)
+    (train_texts, y_train), (val_texts, y_val) = splits["train"], splits["validation"]
+
+    started = time.perf_counter()
+
+    def make() -> Pipeline:
+        return linear.nb_logistic_regression(params.ngram_max, params.C, params.nb_alpha)
+
+    cleaned = linear.clean_texts(train_texts, cleaning)
+    model = linear.LinearModel(make().fit(cleaned, y_train), cleaning)
+    fit_seconds = time.perf_counter() - started
+    validation = model.probabilities(val_texts)
+    out_of_fold = linear.out_of_fold_probabilities(
+        make, cleaned, y_train, params.folds, params.seed
+    )
+    with atomic_directory(out_dir) as scratch:
+        model.save(scratch / "model.pkl")
+        np.savez(scratch / "out_of_fold.npz", train=out_of_fold, validation=validation)
+    report = {
+        "val_accuracy": round(float(np.mean((validation >= 0.5) == y_val)), 4),
+        "out_of_fold_accuracy": round(float(np.mean((out_of_fold >= 0.5) == y_train)), 4),
+        "features": int(len(model.pipeline[0].vocabulary_)),
+        "fit_seconds": round(fit_seconds, 1),
+        "stage_seconds": round(time.perf_counter() - started, 1),
+    }
+    write_json(metrics_file, report)
+    print(
+        f"linear_baseline: validation accuracy {report['val_accuracy']:.4f} "
+        f"({report['features']} n-grams, fitted in {fit_seconds:.1f} s)"
+    )
+    return report
+
+
+def main() -> int:
+    return run_stage(SECTION, Params, run, (FileNotFoundError, archive.ArchiveError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
