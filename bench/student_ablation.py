@@ -3,11 +3,12 @@
     python bench/student_ablation.py --round round17   # bench/rounds/round17/students.yaml
 
 Reads data/prepared and data/linear_baseline (run `dvc repro linear_baseline` first). The
-teachers of params.yaml's train section are trained once and their averaged P(positive) of the
-training reviews cached in bench/runs/teachers-<seed>.npz; each variant (keys of the train
-section) then trains only its student(s). Reported per variant, on the validation split only:
-accuracy and ECE on the whole reviews and on their first and last 20 tokens, the fitted
-temperature and the student's minutes. Rows are appended to the round's students.jsonl.
+teachers of params.yaml's train section are trained once, each one's P(positive) of the
+training reviews cached in bench/runs/teacher-<seed>.npz; each variant (keys of the train
+section) then trains only its student, as the train stage would. Reported per variant, on the
+validation split only: accuracy and ECE on the whole reviews and on their first and last 20
+tokens, the fitted temperature and the student's minutes. Rows are appended to the round's
+students.jsonl.
 """
 
 from __future__ import annotations
@@ -30,7 +31,6 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from imdb_sentiment import calibration, dataset, evaluation, text, training  # noqa: E402
 from imdb_sentiment.inference import predict_probabilities, scorer  # noqa: E402
-from imdb_sentiment.model import average_members  # noqa: E402
 from imdb_sentiment.params import load_stage_params  # noqa: E402
 from stages import train  # noqa: E402
 
@@ -38,18 +38,22 @@ PREPARED = REPO_ROOT / "data/prepared"
 
 
 def teacher_scores(params: train.Params, data: dict, vocabularies) -> np.ndarray:
-    cache = REPO_ROOT / f"bench/runs/teachers-{params.seed}-{params.ensemble_size}.npz"
-    if cache.exists():
-        return np.load(cache)["soft"]
-    members = [
-        training.train_member(params, n, vocabularies, data["train"], data["validation"]).model
-        for n in range(1, params.ensemble_size + 1)
-    ]
+    """The teachers' averaged P(positive) of the training reviews; each teacher's scores are
+    cached by seed (bench/runs/teacher-<seed>.npz), so a smaller ensemble reuses them."""
     x = data["train"][0]
-    soft = predict_probabilities(scorer(average_members(members), x.shape[1]), x, 256)
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, soft=soft)
-    return soft
+    scores = []
+    for number in range(1, params.ensemble_size + 1):
+        cache = REPO_ROOT / f"bench/runs/teacher-{params.seed + number - 1}.npz"
+        if not cache.exists():
+            member = training.train_member(
+                params, number, vocabularies, data["train"], data["validation"]
+            ).model
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            np.savez(cache, soft=predict_probabilities(scorer(member, x.shape[1]), x, 256))
+            del member
+            training.release_training_memory()
+        scores.append(np.load(cache)["soft"])
+    return np.mean(scores, axis=0).astype(np.float32)
 
 
 def validation_figures(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
@@ -77,13 +81,15 @@ def main() -> int:
     data = {s: dataset.load_arrays(PREPARED, s)[1:] for s in ("train", "validation")}
     linear = np.load(REPO_ROOT / "data/linear_baseline/out_of_fold.npz")["train"]
     vocabularies = training.build_vocabularies(base, data["train"][0], encoder.vocab_size)
-    soft = teacher_scores(base, data, vocabularies)
     for name, overrides in variants.items():
         params = dataclasses.replace(base, **overrides)
+        soft = teacher_scores(params, data, vocabularies)
         started = time.perf_counter()
         targets = training.student_targets(params, soft, linear)
-        student_data = training.with_windows(params, (data["train"][0], targets), params.seed + 4)
         number = params.ensemble_size + 1
+        student_data = training.with_windows(
+            params, (data["train"][0], targets), params.seed + number
+        )
         student = training.train_member(
             params, number, vocabularies, student_data, data["validation"]
         ).model

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import archive, dataset, linear, text
@@ -40,17 +39,6 @@ class Params:
     seed: int = field(metadata={"min": 0})
 
 
-def texts_of(table: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, where: Path) -> list[str]:
-    """The texts of the reviews (``ids``, ``labels``), in that order. A review's id alone is
-    not unique: the archive numbers positive and negative reviews separately."""
-    indexed = table.set_index(["id", "label"])["text"]
-    keys = pd.MultiIndex.from_arrays([ids, labels.astype(indexed.index.levels[1].dtype)])
-    missing = keys.difference(indexed.index)
-    if len(missing):
-        raise archive.ArchiveError(f"{where}: review (id, label) {missing[0]} is missing")
-    return indexed.loc[keys].tolist()
-
-
 def run(
     params: Params,
     raw_dir: Path = RAW_DIR,
@@ -63,7 +51,7 @@ def run(
     splits = {}
     for split in ("train", "validation"):
         ids, _, y = dataset.load_arrays(prepared_dir, split)
-        splits[split] = (texts_of(table, ids, y, raw_dir / "train.csv"), y)
+        splits[split] = (archive.texts_of(table, ids, y, raw_dir / "train.csv"), y)
     (train_texts, y_train), (val_texts, y_val) = splits["train"], splits["validation"]
 
     started = time.perf_counter()

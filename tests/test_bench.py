@@ -20,26 +20,47 @@ from stages import preprocess, train
 WRK_MISSING = shutil.which("wrk") is None and not os.environ.get("REQUIRE_WRK")
 
 
-def fake_run(reviews_per_second: float, accuracy: float) -> dict:
-    stages = {s: {"wall_s": 10.0, "peak_rss_mb": 500} for s in benchmark.STAGES}
+def fake_figures(accuracy: float, last: float, first: float, ece: float = 0.01) -> dict:
     return {
-        "stages": stages,
-        "total_wall_s": 40.0,
-        "max_peak_rss_mb": 500,
-        "train": {"epochs_run": 2, "train_reviews_per_second": reviews_per_second},
-        "eval": {"validation_accuracy": 0.9, "accuracy": accuracy, "f1": 0.9, "roc_auc": 0.95},
+        "accuracy": accuracy,
+        "ece": ece,
+        "short_views": {
+            "last_sentence": {"accuracy": last, "ece": 0.04},
+            "first_20_words": {"accuracy": first, "ece": 0.06},
+        },
+        "probes_passed": 20,
+        "probes_total": 32,
     }
 
 
-def test_markdown_report_lists_every_stage_and_the_ratios():
+def fake_run(reviews_per_second: float, accuracy: float, wall: float = 50.0) -> dict:
+    stages = {s: {"wall_s": wall / 5, "peak_rss_mb": 500} for s in benchmark.STAGES}
+    evaluation = {"validation_accuracy": 0.9, "f1": 0.9, "roc_auc": 0.95}
+    evaluation.update(fake_figures(accuracy, 0.78, 0.75))
+    evaluation["linear_baseline"] = fake_figures(0.914, 0.73, 0.71, ece=0.05)
+    return {
+        "stages": stages,
+        "total_wall_s": wall,
+        "max_peak_rss_mb": 500,
+        "train": {"epochs_run": 2, "train_reviews_per_second": reviews_per_second},
+        "eval": evaluation,
+    }
+
+
+def fake_report() -> dict:
+    view = {"accuracy": 0.7457, "ece": 0.03}
     report = {
         "commit": "0123456789abcdef",
         "date": "20260101T000000Z",
         "command": "python bench/benchmark.py --archive a.tar.gz",
         "machine": {"cores": 2, "cpu": "test cpu"},
-        "pipeline": fake_run(300.0, 0.88),
-        "reference": fake_run(100.0, 0.91),
-        "time_ratio_vs_reference": 0.42,
+        "pipeline": fake_run(300.0, 0.921, wall=60.0),
+        "defaults_6_dec": fake_run(250.0, 0.911, wall=80.0),
+        "reference": fake_run(100.0, 0.91, wall=150.0),
+        "tfidf": {"fit_seconds": 21.0, "full": {"accuracy": 0.906, "ece": 0.02},
+                  "last_sentence": view, "first_20_words": {**view, "accuracy": 0.7169}},
+        "time_ratio_vs_reference": 0.4,
+        "time_ratio_vs_dec_6": 0.75,
         "compute_use": {
             "training_mflop_per_review": 136.0,
             "mean_tokens_per_review": 230.0,
@@ -55,16 +76,62 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
             "eval_json_changes": {},
             "outputs_changed": [],
         },
-    }
-    table = benchmark.markdown(report)
+    }  # fmt: skip
+    report["targets"] = benchmark.targets(report)
+    return report
+
+
+def test_markdown_report_lists_every_stage_and_the_ratios():
+    table = benchmark.markdown(fake_report())
     for stage in benchmark.STAGES:
-        assert f"| {stage}: wall s / peak MB | 10.0 / 500 | 10.0 / 500 | 10.0 / 500 |" in table
-    assert "| test accuracy | 0.88 | 0.91 | 0.85 |" in table
-    assert "pipeline / round-13 reference: **0.42**" in table
+        assert (
+            f"| {stage}: wall s / peak MB | 12.0 / 500 | 16.0 / 500 | 30.0 / 500 | 10.0 / 500 |"
+            in table
+        )
+    assert "| test accuracy | 0.921 | 0.911 | 0.91 | 0.85 |" in table
+    assert "pipeline / round-13 reference: **0.4**; pipeline / 6 Dec defaults: **0.75**" in table
     assert "**20.4%** of the machine's float32 matrix rate (200.0 GFLOP/s" in table
     assert "(test cpu, ?, float32 matrix rate 200.0 GFLOP/s)" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
     assert "`metrics/eval.json`): identical. Outputs whose hash differs" in table
+
+
+def test_accuracy_table_puts_every_model_side_by_side():
+    table = benchmark.markdown(fake_report())
+    assert (
+        "| LSTM: pipeline | 1.0 min (repro) | 0.921 | 0.78 | 0.75 | 0.01 / 0.04 / 0.06 | 20/32 |"
+        in table
+    )
+    assert "| NB-weighted LR (linear_baseline stage) | 12 s | 0.914 | 0.73 | 0.71 |" in table
+    assert (
+        "| TF-IDF LR (benchmark) | 21 s (fit) | 0.906 | 0.7457 | 0.7169 | 0.02 / 0.03 / 0.03 | - |"
+        in table
+    )
+    assert "| ECE first_20_words <= 0.05 | 0.06 | **no** |" in table
+
+
+def test_targets_name_each_margin_and_verdict():
+    checks = fake_report()["targets"]
+    assert checks["test accuracy >= 0.920"] == {"value": 0.921, "met": True}
+    # 0.921 - 0.914 = 0.007 above the NB baseline: met.
+    assert checks["test accuracy >= NB baseline + 0.006"] == {"value": 0.007, "met": True}
+    # Short views against the better linear model of each: TF-IDF (0.7457), then TF-IDF (0.7169).
+    assert checks["last_sentence >= best linear + 0.02"] == {"value": 0.0343, "met": True}
+    assert checks["first_20_words >= best linear + 0.02"] == {"value": 0.0331, "met": True}
+    assert checks["ECE last_sentence <= 0.05"] == {"value": 0.04, "met": True}
+    assert checks["ECE first_20_words <= 0.05"] == {"value": 0.06, "met": False}
+    assert checks["repro time / 6 Dec defaults <= 1"] == {"value": 0.75, "met": True}
+    assert checks["max stage peak <= 2560 MiB"] == {"value": 500, "met": True}
+
+
+def test_the_6_dec_reference_pins_every_key_and_turns_the_new_ones_off():
+    committed = committed_params()
+    dec_6 = benchmark.dec_6_params(committed)
+    for section in ("preprocess", "train"):
+        assert set(dec_6[section]) == set(committed[section]), section
+    assert dec_6["train"]["lstm_kernel"] == "hoisted" and dec_6["train"]["max_epochs"] == 2
+    assert dec_6["train"]["linear_teacher_weight"] == 0 and not dec_6["train"]["calibrate"]
+    assert dec_6["train"]["window_copies"] == 0 and dec_6["train"]["ensemble_size"] == 3
 
 
 def write_run(folder, accuracy: float, train_md5: str) -> None:

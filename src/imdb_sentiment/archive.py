@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import urlparse
 
+import numpy as np
 import pandas as pd
 import pooch
 from tqdm import tqdm
@@ -216,3 +217,14 @@ def read_table(folder: Path, split: str) -> pd.DataFrame:
     if not path.is_file():
         raise ArchiveError(f"{path}: not found; run the download stage first (dvc repro download)")
     return pd.read_csv(path, dtype={"movie": str, "text": str}, keep_default_na=False)
+
+
+def texts_of(table: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, where: Path) -> list[str]:
+    """The texts of the reviews (``ids``, ``labels``) of a table read by :func:`read_table`, in
+    that order. An id alone is not unique: the archive numbers each label's reviews apart."""
+    indexed = table.set_index(["id", "label"])["text"]
+    keys = pd.MultiIndex.from_arrays([ids, labels.astype(indexed.index.levels[1].dtype)])
+    missing = keys.difference(indexed.index)
+    if len(missing):
+        raise ArchiveError(f"{where}: review (id, label) {missing[0]} of the split is missing")
+    return indexed.loc[keys].tolist()
