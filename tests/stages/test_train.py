@@ -81,7 +81,8 @@ def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
     predictions = []
     for attempt in ("first", "second"):
         out = tmp_path / attempt
-        train.run(params, prepared, out / "models", out / "train.json", out / "plots")
+        linear = pipeline_run / "data/linear_baseline/out_of_fold.npz"
+        train.run(params, prepared, out / "models", out / "train.json", out / "plots", linear)
         predictions.append(load_model(out / "models/classifier.keras")(x).numpy())
     assert np.array_equal(predictions[0], predictions[1])
 
