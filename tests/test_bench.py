@@ -89,7 +89,7 @@ def test_markdown_report_lists_every_stage_and_the_ratios():
             in table
         )
     assert "| test accuracy | 0.921 | 0.911 | 0.91 | 0.85 |" in table
-    assert "pipeline / round-13 reference: **0.4**; pipeline / 6 Dec defaults: **0.75**" in table
+    assert "pipeline / 6 Dec defaults: **0.75**; pipeline / round-13 reference: **0.4**" in table
     assert "**20.4%** of the machine's float32 matrix rate (200.0 GFLOP/s" in table
     assert "(test cpu, ?, float32 matrix rate 200.0 GFLOP/s)" in table
     assert "pipeline / naive: **3.0x**" in table and "(naive, 1 epoch): 100.0 reviews/s" in table
@@ -108,6 +108,17 @@ def test_accuracy_table_puts_every_model_side_by_side():
         in table
     )
     assert "| ECE first_20_words <= 0.05 | 0.06 | **no** |" in table
+
+
+def test_a_report_without_round_13_or_the_baseline_says_so():
+    report = fake_report()
+    report["reference"] = {"skipped": True}
+    for key in ("naive", "baseline", "time_ratio_vs_reference"):
+        del report[key]
+    table = benchmark.markdown(report)
+    assert "| train: wall s / peak MB | 12.0 / 500 | 16.0 / 500 |" in table
+    assert "pipeline / round-13 reference: **not run (--skip-round-13)**" in table
+    assert "LSTM: reference" not in table and "naive" not in table
 
 
 def test_targets_name_each_margin_and_verdict():
