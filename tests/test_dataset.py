@@ -74,3 +74,21 @@ def test_random_windows_are_runs_of_each_rows_tokens():
         assert (window[: len(window) - len(kept)] == 0).all()  # pre-padded
     assert len(set(map(len, [w[w != 0] for w in windows]))) > 3  # lengths vary
     assert not np.array_equal(windows, dataset.random_windows(x, 3, 8, rng))  # seeded draws
+
+
+@pytest.mark.parametrize("order", ["grouped", "shuffled"])
+def test_no_movie_on_both_sides_when_each_movies_reviews_sit_together(order):
+    # The real archive lists a movie's reviews next to each other, unlike round-robin fixtures:
+    # a mask shifted by one row would then put the movies at each run's edge on both sides.
+    rng = np.random.default_rng(3)
+    sizes = rng.integers(1, 9, 80)
+    movies = np.repeat([f"tt{m:07d}" for m in range(80)], sizes)
+    table = pd.DataFrame({"movie": movies, "label": rng.integers(0, 2, len(movies))})
+    if order == "shuffled":
+        table = table.sample(frac=1, random_state=0).reset_index(drop=True)
+    validation = dataset.split_by_movie(table, 0.2, seed=1)
+    assert 0 < validation.sum() < len(table)
+    assert set(table.movie[validation]).isdisjoint(table.movie[~validation])
+    # Every review of a chosen movie is in validation, not just some.
+    chosen = set(table.movie[validation])
+    assert validation.tolist() == table.movie.isin(chosen).tolist()

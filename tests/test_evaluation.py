@@ -134,3 +134,21 @@ def evaluation_root():
     from pathlib import Path
 
     return Path(__file__).resolve().parent.parent
+
+
+def test_classification_metrics_on_an_asymmetric_confusion_matrix():
+    # tp 3, fp 1, fn 2, tn 4: precision 3/4, recall 3/5, F1 2·3/(2·3 + 1 + 2) = 2/3.
+    labels = np.array([1, 1, 1, 1, 1, 0, 0, 0, 0, 0])
+    probabilities = np.array([0.9, 0.8, 0.7, 0.2, 0.1, 0.6, 0.4, 0.3, 0.2, 0.1])
+    report = evaluation.classification_metrics(labels, probabilities, threshold=0.5)
+    assert report["confusion"] == {"tn": 4, "fp": 1, "fn": 2, "tp": 3}
+    assert report["precision"] == 0.75 and report["recall"] == 0.6
+    assert report["f1"] == round(2 / 3, 4) and report["accuracy"] == 0.7
+
+
+def test_a_probability_exactly_on_the_threshold_is_positive():
+    labels = np.array([1, 0, 0])
+    report = evaluation.classification_metrics(labels, np.array([0.7, 0.7, 0.2]), threshold=0.7)
+    assert report["confusion"] == {"tn": 1, "fp": 1, "fn": 0, "tp": 1}
+    rows = evaluation.confusion_rows(labels, np.array([0.7, 0.69, 0.2]), 0.7)
+    assert rows["predicted"].tolist() == ["positive", "negative", "negative"]

@@ -121,3 +121,37 @@ def test_writes_never_touch_the_process_umask(tmp_path, monkeypatch):
     with atomic_file(tmp_path / "f.txt") as scratch:
         scratch.write_text("x")
     assert stat.S_IMODE((tmp_path / "f.txt").stat().st_mode) == 0o666 & ~fileio.UMASK
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "replaced"])
+def test_the_parent_is_fsynced_after_the_swap_and_the_contents_before(
+    tmp_path, monkeypatch, existing
+):
+    # The swap is durable only once the parent folder is fsynced after it: a parent fsynced
+    # first, then renamed into, may come back after a crash without the new output.
+    target = tmp_path / "out"
+    if existing:
+        target.mkdir()
+        (target / "old.txt").write_text("old")
+    events = []
+    real_tree, real_directory = fileio._fsync_tree, fileio._fsync_directory
+    real_exchange, real_replace = fileio._exchange, fileio.os.replace
+
+    def record(name, real):
+        def wrapped(*args):
+            events.append((name, Path(args[-1]).name))
+            return real(*args)
+
+        return wrapped
+
+    monkeypatch.setattr(fileio, "_fsync_tree", record("tree", real_tree))
+    monkeypatch.setattr(fileio, "_fsync_directory", record("fsync_dir", real_directory))
+    monkeypatch.setattr(fileio, "_exchange", record("swap", real_exchange))
+    monkeypatch.setattr(fileio.os, "replace", record("swap", real_replace))
+    with fileio.atomic_directory(target) as scratch:
+        (scratch / "new.txt").write_text("new")
+    names = [name for name, _ in events]
+    assert names[0] == "tree"  # the contents first (its folders' fsyncs follow it)
+    assert names[-2:] == ["swap", "fsync_dir"] and events[-1][1] == tmp_path.name
+    assert names.count("swap") == 1
+    assert (target / "new.txt").read_text() == "new" and not (target / "old.txt").exists()
