@@ -226,5 +226,8 @@ def texts_of(table: pd.DataFrame, ids: np.ndarray, labels: np.ndarray, where: Pa
     keys = pd.MultiIndex.from_arrays([ids, labels.astype(indexed.index.levels[1].dtype)])
     missing = keys.difference(indexed.index)
     if len(missing):
-        raise ArchiveError(f"{where}: review (id, label) {missing[0]} of the split is missing")
+        review_id, label = (int(value) for value in missing[0])
+        raise ArchiveError(
+            f"{where}: review (id, label) ({review_id}, {label}) of the split is missing"
+        )
     return indexed.loc[keys].tolist()

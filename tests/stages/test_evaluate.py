@@ -151,3 +151,42 @@ def test_an_extra_set_of_one_class_is_refused(pipeline_run, tmp_path):
     with pytest.raises(archive.ArchiveError, match="'shop' .*needs both labels, found {0: 4}"):
         evaluate_in(folder, [extra_set_entry(tmp_path / "shop.csv", sha)])
     assert not (folder / "eval.json").exists()
+
+
+def test_reports_short_views_calibration_and_probes_beside_the_linear_baseline(pipeline_run):
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    linear = report["linear_baseline"]
+    assert report["margin_over_linear"] == round(report["accuracy"] - linear["accuracy"], 4)
+    for figures in (report, linear):
+        assert set(figures["short_views"]) == {"last_sentence", "first_20_words"}
+        for view in figures["short_views"].values():
+            assert view["count"] == 48 and 0 <= view["ece"] <= 1
+        assert figures["probes_total"] == len(pd.read_csv(pipeline_run / "data/probes.csv"))
+    probes = pd.read_csv(pipeline_run / "data/evaluation/probes.csv")
+    assert report["probes_passed"] == probes["lstm_passed"].sum()
+    assert linear["probes_passed"] == probes["linear_passed"].sum()
+    assert set(probes.columns) >= {"capability", "text", "expected", "lstm_probability"}
+
+
+def test_short_view_figures_are_the_predictors_on_the_views(pipeline_run):
+    """Recompute one short view's accuracy from the served model: evaluate scores what users
+    would get back for those texts."""
+    from imdb_sentiment import evaluation
+
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    table = archive.read_table(pipeline_run / "data/raw", "test")
+    views = evaluation.short_views(table["text"].tolist())
+    predictor = Predictor.load(pipeline_run / "models/end_to_end.keras")
+    scores = predictor.probabilities(views["first_20_words"])
+    expected = evaluation.view_metrics(table["label"].to_numpy(), scores, 0.5)
+    assert report["short_views"]["first_20_words"] == expected
+
+
+def test_writes_the_reliability_and_length_tables(pipeline_run):
+    plots = pipeline_run / "plots/evaluate"
+    reliability = pd.read_csv(plots / "reliability.csv")
+    assert set(reliability["view"]) == {"full", "last_sentence", "first_20_words"}
+    assert reliability.groupby("view")["count"].sum().eq(48).all()
+    by_length = pd.read_csv(plots / "accuracy_by_length.csv")
+    assert set(by_length["model"]) == {"lstm", "linear"}
+    assert by_length.groupby("model")["count"].sum().eq(3 * 48).all()  # full + two views
