@@ -91,7 +91,8 @@ def train_process(workdir: Path, config: str | None, **environment: str) -> subp
 
 def prepared_copy(pipeline_run: Path, folder: Path) -> Path:
     folder.mkdir()
-    shutil.copytree(pipeline_run / "data/prepared", folder / "data/prepared")
+    for inputs in ("data/prepared", "data/linear_baseline"):  # the train stage's data deps
+        shutil.copytree(pipeline_run / inputs, folder / inputs)
     shutil.copy(pipeline_run / "params.yaml", folder / "params.yaml")
     return folder
 
