@@ -73,6 +73,7 @@ def validation_figures(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--round", default="round17")
+    parser.add_argument("--only", nargs="*", help="run these variants only (default: all)")
     args = parser.parse_args()
     folder = REPO_ROOT / "bench/rounds" / args.round
     variants = yaml.safe_load((folder / "students.yaml").read_text())
@@ -82,6 +83,8 @@ def main() -> int:
     linear = np.load(REPO_ROOT / "data/linear_baseline/out_of_fold.npz")["train"]
     vocabularies = training.build_vocabularies(base, data["train"][0], encoder.vocab_size)
     for name, overrides in variants.items():
+        if args.only and name not in args.only:
+            continue
         params = dataclasses.replace(base, **overrides)
         soft = teacher_scores(params, data, vocabularies)
         started = time.perf_counter()
