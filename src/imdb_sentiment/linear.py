@@ -88,7 +88,7 @@ def clean_texts(texts: Sequence[str], cleaning: dict[str, bool]) -> list[str]:
 
 def nb_logistic_regression(ngram_max: int, c: float, alpha: float) -> Pipeline:
     """Binary word 1..ngram_max-grams, log-count-ratio scaled, liblinear logistic regression."""
-    return make_pipeline(ngram_counts(ngram_max), *nb_head(c, alpha).steps)
+    return Pipeline([("countvectorizer", ngram_counts(ngram_max)), *nb_head(c, alpha).steps])
 
 
 def ngram_counts(ngram_max: int) -> CountVectorizer:
@@ -123,7 +123,7 @@ def fit_nb_model(
     labels = np.asarray(labels)
     scores = out_of_fold_probabilities(lambda: nb_head(c, alpha), features, labels, folds, seed)
     head = nb_head(c, alpha).fit(features, labels)
-    return make_pipeline(counts, *head.steps), scores
+    return Pipeline([("countvectorizer", counts), *head.steps]), scores
 
 
 def tfidf_model(c: float = 8.0, max_features: int = 300_000) -> Pipeline:
