@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import archive, dataset, evaluation, plotting, tables, text
+from imdb_sentiment import archive, dataset, evaluation, malloc, plotting, tables, text
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.linear import LinearModel
@@ -89,23 +89,18 @@ def run(
         float(np.mean((validation >= params.threshold) == y_val)), 4
     )
     predictor = Predictor.load(models_dir / "end_to_end.keras", batch_size=params.batch_size)
-    baseline = LinearModel.load(linear_model)
-    views = {
-        "full": test_table["text"].tolist(),
-        **evaluation.short_views(test_table["text"].tolist()),
-    }
-    scored = _score_views(views, probabilities, predictor, baseline)
+    texts = test_table["text"].tolist()
+    views = {"full": texts, **evaluation.short_views(texts)}
     probes = pd.read_csv(probes_file)
-    probe_scores = {"lstm": predictor.probabilities(probes["text"].tolist()),
-                    "linear": baseline.probabilities(probes["text"].tolist())}  # fmt: skip
-    probe_table = evaluation.probe_results(probes, probe_scores, params.threshold)
+    scored = _score_both_models(views, probabilities, probes, predictor, linear_model)
+    probe_table = evaluation.probe_results(
+        probes, {model: scores.pop("probes") for model, scores in scored.items()}, params.threshold
+    )
     report.update(_headline(scored["lstm"], y_test, params.threshold, probe_table, "lstm"))
-    report["linear_baseline"] = _headline(
-        scored["linear"], y_test, params.threshold, probe_table, "linear"
-    )
-    report["linear_baseline"].update(
-        evaluation.classification_metrics(y_test, scored["linear"]["full"], params.threshold)
-    )
+    report["linear_baseline"] = {
+        **_headline(scored["linear"], y_test, params.threshold, probe_table, "linear"),
+        **evaluation.classification_metrics(y_test, scored["linear"]["full"], params.threshold),
+    }
     report["margin_over_linear"] = round(
         report["accuracy"] - report["linear_baseline"]["accuracy"], 4
     )
@@ -125,19 +120,23 @@ def run(
     return report
 
 
-def _score_views(
+def _score_both_models(
     views: dict[str, list[str]],
     probabilities: np.ndarray,
+    probes: pd.DataFrame,
     predictor: Predictor,
-    baseline: LinearModel,
+    linear_model: Path,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """{model: {view: P(positive)}}: the full reviews ("full") and each short view."""
-    lstm = {"full": probabilities}
-    for name, texts in views.items():
-        if name != "full":
-            lstm[name] = predictor.probabilities(texts)
-    linear = {name: baseline.probabilities(texts) for name, texts in views.items()}
-    return {"lstm": lstm, "linear": linear}
+    """{model: {view or "probes": P(positive)}} of the LSTM ("full": ``probabilities``) and
+    the linear baseline. The linear model is loaded, used and released first: its 1.5 million
+    n-grams and TensorFlow's buffers need not be in memory at once."""
+    texts = {**views, "probes": probes["text"].tolist()}
+    baseline = LinearModel.load(linear_model)
+    linear = {name: baseline.probabilities(batch) for name, batch in texts.items()}
+    del baseline
+    malloc.release_free_memory()
+    lstm = {name: predictor.probabilities(batch) for name, batch in texts.items() if name != "full"}
+    return {"lstm": {"full": probabilities, **lstm}, "linear": linear}
 
 
 def _headline(

@@ -69,3 +69,12 @@ def test_tfidf_model_is_issue_32s():
     features, classifier = model[0], model[-1]
     assert features.ngram_range == (1, 2) and features.sublinear_tf and features.min_df == 2
     assert features.max_features == 300_000 and classifier.C == 8.0
+
+
+def test_scoring_in_chunks_gives_the_same_scores():
+    texts, labels = POSITIVE + NEGATIVE, np.array([1] * 4 + [0] * 4)
+    pipeline = linear.nb_logistic_regression(ngram_max=2, c=10.0, alpha=1.0)
+    model = linear.LinearModel(pipeline.fit(linear.clean_texts(texts, CLEANING), labels), CLEANING)
+    whole = model.probabilities(texts, chunk=100)
+    np.testing.assert_array_equal(model.probabilities(texts, chunk=3), whole)
+    assert model.probabilities([]).shape == (0,)
