@@ -1,4 +1,7 @@
-"""Stage 3: train the LSTM classifier (by default three teachers distilled into one student).
+"""Stage: train the LSTM classifier (by default two teachers distilled into one student).
+
+With ``linear_teacher_weight`` > 0 the student also learns from the linear baseline stage's
+out-of-fold scores (data/linear_baseline/out_of_fold.npz).
 
 Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in), each
 member's per-epoch history to plots/train/history/, every member's curves in

@@ -156,7 +156,7 @@ def student_targets(
     if not weight:
         return teachers
     if linear_teacher is None or len(linear_teacher) != len(teachers):
-        raise ValueError(
+        raise ParamsError(
             f"train.linear_teacher_weight = {weight} needs the linear baseline's scores of all "
             f"{len(teachers)} training reviews (run the linear_baseline stage)"
         )
