@@ -95,6 +95,11 @@ def run(
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     linear_teacher = None
     if params.distill and params.linear_teacher_weight:
+        if not linear_scores.is_file():
+            raise FileNotFoundError(
+                f"{linear_scores}: not found; run the linear_baseline stage first (or set "
+                "train.linear_teacher_weight: 0)"
+            )
         with np.load(linear_scores) as scores:
             linear_teacher = scores["train"]
     result = training.train_classifier(

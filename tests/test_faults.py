@@ -82,7 +82,8 @@ def lines_until(process: subprocess.Popen, marker: str, seconds: float = 300) ->
 
 @pytest.fixture
 def prepared_workdir(pipeline_run, tmp_path) -> Path:
-    shutil.copytree(pipeline_run / "data/prepared", tmp_path / "data/prepared")
+    for inputs in ("data/prepared", "data/linear_baseline"):  # the train stage's data deps
+        shutil.copytree(pipeline_run / inputs, tmp_path / inputs)
     shutil.copy(pipeline_run / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
 

@@ -108,3 +108,13 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_says_otherwise(given, ke
         [sys.executable, "-c", probe], env=environment, capture_output=True, text=True, check=True
     )
     assert result.stdout.split() == [kept, "True"]
+
+
+def test_missing_linear_scores_are_named_before_training(pipeline_run, tmp_path, capsys):
+    values = {**train_params(pipeline_run), "linear_teacher_weight": 0.5, "distill": True}
+    prepared = pipeline_run / "data/prepared"
+    missing = tmp_path / "absent/out_of_fold.npz"
+    with pytest.raises(FileNotFoundError, match="out_of_fold.npz: not found; run the linear_base"):
+        train.run(train.Params(**values), prepared, tmp_path / "models", linear_scores=missing)
+    assert "Training member_1" not in capsys.readouterr().out
+    assert not (tmp_path / "models").exists()
