@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from imdb_sentiment.text import LABEL_NAMES
+from imdb_sentiment.text import HTML_BREAK, LABEL_NAMES
 
 CURVE_POINTS = 1000  # keeps the committed plot files small
 
@@ -78,7 +78,7 @@ def confident_errors(
 
 
 CALIBRATION_BINS = 15  # Guo et al. (2017): equal-width bins of the top-label confidence
-_HTML_BREAK = re.compile(r"<br\s*/?>")
+_HTML_BREAK = re.compile(HTML_BREAK)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 LAST_SENTENCE_MIN_WORDS = 4
 FIRST_WORDS = 20

@@ -23,7 +23,7 @@ LABEL_NAMES = ("negative", "positive")  # what labels 0 and 1 mean, everywhere
 PAD_ID = 0
 OOV_ID = 1
 RESERVED_IDS = 2  # padding and out-of-vocabulary come before the first word
-_HTML_BREAK = r"<br\s*/?>"
+HTML_BREAK = r"<br\s*/?>"  # the line breaks of the reviews, removed by strip_html
 _NOT_WORD = r"[^\pL\pN']+"  # keep letters, digits and in-word apostrophes (don't, it's)
 _EDGE_APOSTROPHES = r" '+|'+ "
 CLEANING_OPTIONS = ("lowercase", "strip_html", "strip_punctuation")
@@ -114,7 +114,7 @@ def clean(
 ) -> tf.Tensor:
     """Apply the cleaning options to a string tensor."""
     if strip_html:
-        texts = tf.strings.regex_replace(texts, _HTML_BREAK, " ")
+        texts = tf.strings.regex_replace(texts, HTML_BREAK, " ")
     if lowercase:
         texts = tf.strings.lower(texts, encoding="utf-8")
     if strip_punctuation:
