@@ -56,8 +56,9 @@ def test_bad_threshold_is_named(tmp_path, monkeypatch, capsys, threshold):
 
 
 def copy_of_run(pipeline_run, tmp_path):
-    for folder in ("data/raw", "data/prepared", "models"):
+    for folder in ("data/raw", "data/prepared", "data/linear_baseline", "models"):
         shutil.copytree(pipeline_run / folder, tmp_path / folder)
+    shutil.copy(pipeline_run / "data/probes.csv", tmp_path / "data/probes.csv")
     return tmp_path
 
 
@@ -74,6 +75,8 @@ def evaluate_in(folder, extra_sets=()):
         folder / "plots",
         folder / "errors",
         folder / "cache",
+        folder / "data/linear_baseline/model.pkl",  # the tiny run's, not the working tree's
+        folder / "data/probes.csv",
     )
 
 
