@@ -107,7 +107,11 @@ def run(
     if extra:
         report["extra_sets"] = _score_extra_sets(extra, predictor, params, cache_dir)
     _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
-    tokens = {view: _token_counts(texts, prepared_dir) for view, texts in views.items()}
+    cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning  # read once
+    tokens = {
+        view: text.tokenize(batch, **cleaning).row_lengths().numpy()
+        for view, batch in views.items()
+    }
     _write_short_text_plots(scored, y_test, tokens, params.threshold, plots_dir)
     with atomic_directory(errors_dir) as scratch:
         wrong = evaluation.confident_errors(
@@ -153,11 +157,6 @@ def _headline(
         "probes_passed": int(probes[f"{model}_passed"].sum()),
         "probes_total": len(probes),
     }
-
-
-def _token_counts(texts: list[str], prepared_dir: Path) -> np.ndarray:
-    cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning
-    return text.tokenize(texts, **cleaning).row_lengths().numpy()
 
 
 def _print_summary(report: dict) -> None:
