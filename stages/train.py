@@ -1,128 +1,141 @@
-"""Stage: train the LSTM classifier (by default two teachers distilled into one student).
+"""Stage: train the student, the LSTM classifier that is saved and served.
 
-With ``linear_teacher_weight`` > 0 the student also learns from the linear baseline stage's
-out-of-fold scores (data/linear_baseline/out_of_fold.npz).
+It learns the average P(positive) of the teachers named by ``teachers.seeds`` (their stages'
+data/teachers/<seed>.npz; the labels if there are none), blended with weight
+``linear_teacher_weight`` with the linear baseline's out-of-fold scores
+(data/linear_baseline/out_of_fold.npz). It reads the train section of params.yaml, and the
+seed list only to know which teachers to read.
 
-Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in), each
-member's per-epoch history to plots/train/history/, every member's curves in
-plots/train/{loss,accuracy}.csv and curves.png, and metrics/train.json. The orchestration
-lives in :mod:`imdb_sentiment.training`.
+Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in),
+metrics/train.json, and each epoch's figures in dvclive/student/ as the epoch ends (DVCLive).
+The orchestration lives in :mod:`imdb_sentiment.training`.
 """
 
 from __future__ import annotations
 
 import os
-import sys
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Literal
 
-# Before TensorFlow, which loads OpenMP (through Keras and scikit-learn) and so fixes its
-# settings. numba's training loops run on OpenMP, and its idle threads spin before they sleep:
-# with two views' loops at once, spinning threads hold the cores that the other loop and
-# TensorFlow's ops need (docs/benchmarks.md). A user's own setting wins.
+# Before TensorFlow loads OpenMP (through Keras and scikit-learn), which fixes its settings:
+# numba's training loops run on OpenMP, and idle threads that spin hold the cores that the
+# other view's loop and TensorFlow's ops need (docs/benchmarks.md). A user's own setting wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import imdb_sentiment  # noqa: F401  (first: quiets TensorFlow before it loads)
 
-from imdb_sentiment import dataset, distribute, plotting, text, training
-from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
+# isort: split
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from imdb_sentiment import dataset, distribute, live, text, training
+from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.model import build_end_to_end, save_model
-from imdb_sentiment.params import run_stage
+from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError, load_stage_params, run_stage
 
 PREPARED_DIR = Path("data/prepared")
+TEACHERS_DIR = Path("data/teachers")
 LINEAR_SCORES = Path("data/linear_baseline/out_of_fold.npz")
 MODELS_DIR = Path("models")
 METRICS_FILE = Path("metrics/train.json")
-PLOTS_DIR = Path("plots/train")
+LIVE_DIR = Path("dvclive/student")
 CLASSIFIER_FILE = "classifier.keras"
 END_TO_END_FILE = "end_to_end.keras"
 SECTION = "train"
+Params = training.StudentParams
+
+
+class TeacherScoresError(Exception):
+    """A teacher's scores file that does not fit the prepared data (made from other data)."""
 
 
 @dataclass(frozen=True)
-class Params:
-    """The train section of params.yaml (docs/parameters.md)."""
+class Teachers:
+    """The teachers section of params.yaml: dvc.yaml's matrix runs one teacher stage a seed."""
 
-    embedding_dim: int = field(metadata={"min": 1})
-    lstm_units: int = field(metadata={"min": 1})
-    lstm_layers: int = field(metadata={"min": 1})
-    bidirectional: bool
-    lstm_kernel: Literal["hoisted", "keras"]
-    dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
-    embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
-    pooling: Literal["last", "max", "mean_max"]
-    pair_vocab_size: int = field(metadata={"min": 0})
-    triple_vocab_size: int = field(metadata={"min": 0})
-    learning_rate: float = field(metadata={"gt": 0.0})
-    learning_rate_schedule: Literal["constant", "linear"]
-    clipnorm: float = field(metadata={"gt": 0.0})
-    rowwise_embedding_updates: bool
-    ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
-    batch_size: int = field(metadata={"min": 1})
-    max_epochs: int = field(metadata={"min": 1})
-    teacher_max_epochs: int = field(metadata={"min": 1})
-    bucket_by_length: bool
-    early_stopping_monitor: Literal["val_loss", "val_accuracy"]
-    early_stopping_patience: int = field(metadata={"min": 0})
-    early_stopping_min_delta: float = field(metadata={"min": 0.0})
-    ensemble_size: int = field(metadata={"min": 1})
-    distill: bool
-    students: int = field(metadata={"min": 1})
-    linear_teacher_weight: float = field(metadata={"min": 0.0, "max": 1.0})
-    window_copies: int = field(metadata={"min": 0})
-    window_min_tokens: int = field(metadata={"min": 1})
-    window_max_tokens: int = field(metadata={"min": 1})
-    calibrate: bool
-    seed: int = field(metadata={"min": 0})
+    seeds: list
+
+
+def teacher_seeds(params_file: Path = DEFAULT_PARAMS_FILE) -> list[int]:
+    seeds = load_stage_params("teachers", Teachers, params_file).seeds
+    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ParamsError(f"{params_file}: teachers.seeds = {seeds!r}: each must be an int >= 0")
+    if len(set(seeds)) != len(seeds):
+        raise ParamsError(f"{params_file}: teachers.seeds = {seeds!r} names a seed twice")
+    return seeds
+
+
+def load_teachers(teachers_dir: Path, seeds: list[int], reviews: int) -> np.ndarray | None:
+    """The teachers' average P(positive) of each training review (None without teachers)."""
+    scores = []
+    for seed in seeds:
+        path = teachers_dir / f"{seed}.npz"
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"{path}: not found; run its stage first (dvc repro teacher@{seed})"
+            )
+        with np.load(path) as saved:
+            scores.append(saved["train"])
+        if len(scores[-1]) != reviews:
+            raise TeacherScoresError(
+                f"{path}: holds {len(scores[-1])} training reviews' scores, not {reviews}; "
+                f"run its stage again (dvc repro teacher@{seed})"
+            )
+    return training.average_teachers(scores) if scores else None
+
+
+def load_linear_scores(params: Params, linear_scores: Path) -> np.ndarray | None:
+    if not params.linear_teacher_weight:
+        return None
+    if not linear_scores.is_file():
+        raise FileNotFoundError(
+            f"{linear_scores}: not found; run the linear_baseline stage first (or set "
+            "train.linear_teacher_weight: 0)"
+        )
+    with np.load(linear_scores) as scores:
+        return scores["train"]
 
 
 def run(
     params: Params,
+    seeds: list[int] | None = None,
     prepared_dir: Path = PREPARED_DIR,
     models_dir: Path = MODELS_DIR,
     metrics_file: Path = METRICS_FILE,
-    plots_dir: Path = PLOTS_DIR,
+    live_dir: Path = LIVE_DIR,
     linear_scores: Path = LINEAR_SCORES,
-) -> None:
-    training.check_ngram_vocab_sizes(params)
+    teachers_dir: Path = TEACHERS_DIR,
+) -> dict:
+    """``seeds``: the teachers to learn from (None: teachers.seeds of params.yaml)."""
+    training.check_ngram_vocab_sizes(params, SECTION)
     training.check_windows(params)
+    seeds = teacher_seeds() if seeds is None else seeds
     placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
-    _, x_train, y_train = dataset.load_arrays(prepared_dir, "train")
-    _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
-    linear_teacher = None
-    if params.distill and params.linear_teacher_weight:
-        if not linear_scores.is_file():
-            raise FileNotFoundError(
-                f"{linear_scores}: not found; run the linear_baseline stage first (or set "
-                "train.linear_teacher_weight: 0)"
-            )
-        with np.load(linear_scores) as scores:
-            linear_teacher = scores["train"]
-    result = training.train_classifier(
-        params, (x_train, y_train), (x_val, y_val), encoder.vocab_size, placement, linear_teacher
+    train = dataset.load_arrays(prepared_dir, "train")[1:]
+    validation = dataset.load_arrays(prepared_dir, "validation")[1:]
+    teachers = load_teachers(teachers_dir, seeds, len(train[1]))
+    linear_teacher = load_linear_scores(params, linear_scores)
+    logger = live.start(live_dir, placement.writes_outputs)
+    result = training.train_student(
+        params, train, validation, encoder.vocab_size, placement, teachers, linear_teacher, logger
     )
-    if not placement.writes_outputs:  # the chief writes; the other workers leave no trace
-        return
-    with atomic_directory(models_dir) as scratch:
-        save_model(result.classifier, scratch / CLASSIFIER_FILE)
-        save_model(build_end_to_end(encoder, result.classifier), scratch / END_TO_END_FILE)
-    with atomic_directory(plots_dir / "history") as scratch:
-        training.write_histories(result.members, scratch)
-    for name, table in training.curve_tables(result.members).items():
-        with atomic_file(plots_dir / f"{name}.csv") as scratch:
-            table.to_csv(scratch, index=False, lineterminator="\n")
-    histories = {member.name: member.history for member in result.members}
-    charts = (training.loss_column(result.members[0].history), "accuracy")
-    plotting.training_curves(histories, plots_dir / "curves.png", charts)
-    write_json(metrics_file, training.summary(result, len(y_train)))
+    summary = training.summary(result, len(train[1]))
+    live.finish(logger, {"val_accuracy": summary["val_accuracy"], **summary["student"]})
+    if placement.writes_outputs:  # the chief writes; the other workers leave no trace
+        with atomic_directory(models_dir) as scratch:
+            save_model(result.classifier, scratch / CLASSIFIER_FILE)
+            save_model(build_end_to_end(encoder, result.classifier), scratch / END_TO_END_FILE)
+        write_json(metrics_file, summary)
+    return summary
 
 
 def main() -> int:
-    return run_stage(SECTION, Params, run, (FileNotFoundError, distribute.ClusterError))
+    errors = (FileNotFoundError, TeacherScoresError, distribute.ClusterError)
+    return run_stage(SECTION, Params, run, errors)
 
 
 if __name__ == "__main__":

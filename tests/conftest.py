@@ -24,21 +24,23 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
+TINY_NETWORK = {
+    "embedding_dim": 8,
+    "lstm_units": 4,
+    "batch_size": 8,
+    "max_epochs": 2,
+    # Scaled to ~5 steps an epoch: the full run's 0.99 would leave the weights near init.
+    "ema_momentum": 0.5,
+    "learning_rate": 0.01,
+}
 TINY_PARAMS = {
     "preprocess": {
         "vocab_size": 40,
         "max_length": 24,
         "validation_fraction": 0.25,
     },
-    "train": {
-        "embedding_dim": 8,
-        "lstm_units": 4,
-        "batch_size": 8,
-        "max_epochs": 2,
-        # Scaled to ~5 steps an epoch: the full run's 0.99 would leave the weights near init.
-        "ema_momentum": 0.5,
-        "learning_rate": 0.01,
-    },
+    "teacher": TINY_NETWORK,
+    "train": TINY_NETWORK,
     "evaluate": {"batch_size": 16, "confident_errors": 3},
 }
 
@@ -67,7 +69,7 @@ def tiny_archive(tmp_path: Path) -> tuple[Path, str]:
 def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Run the four stages in-process on a tiny archive; return the working folder."""
     from imdb_sentiment.params import load_stage_params
-    from stages import download, evaluate, linear_baseline, preprocess, train
+    from stages import download, evaluate, linear_baseline, preprocess, teacher, train
 
     workdir = tmp_path_factory.mktemp("pipeline")
     archive = workdir / "aclImdb_tiny.tar.gz"
@@ -78,7 +80,12 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     previous = Path.cwd()
     os.chdir(workdir)
     try:
-        for stage in (download, preprocess, linear_baseline, train, evaluate):
+        for stage in (download, preprocess, linear_baseline):
+            stage.run(load_stage_params(stage.SECTION, stage.Params, params_file))
+        teachers = load_stage_params(teacher.SECTION, teacher.Params, params_file)
+        for seed in train.teacher_seeds(params_file):
+            teacher.run(teachers, seed)
+        for stage in (train, evaluate):
             stage.run(load_stage_params(stage.SECTION, stage.Params, params_file))
     finally:
         os.chdir(previous)

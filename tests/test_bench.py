@@ -138,11 +138,13 @@ def test_targets_name_each_margin_and_verdict():
 def test_the_6_dec_reference_pins_every_key_and_turns_the_new_ones_off():
     committed = committed_params()
     dec_6 = benchmark.dec_6_params(committed)
-    for section in ("preprocess", "train"):
+    for section in ("preprocess", "teachers", "teacher", "train"):
         assert set(dec_6[section]) == set(committed[section]), section
     assert dec_6["train"]["lstm_kernel"] == "hoisted" and dec_6["train"]["max_epochs"] == 2
     assert dec_6["train"]["linear_teacher_weight"] == 0 and not dec_6["train"]["calibrate"]
-    assert dec_6["train"]["window_copies"] == 0 and dec_6["train"]["ensemble_size"] == 3
+    assert dec_6["train"]["window_copies"] == 0 and dec_6["teachers"]["seeds"] == [42, 43, 44]
+    assert dec_6["teacher"]["lstm_kernel"] == "hoisted" and dec_6["teacher"]["max_epochs"] == 2
+    assert dec_6["train"]["seed"] == 45  # after the teachers, as when one stage trained all
 
 
 def write_run(folder, accuracy: float, train_md5: str) -> None:
@@ -213,7 +215,8 @@ def test_baseline_trains_one_reference_style_model_on_the_labels():
     committed = committed_params()
     baseline = benchmark.baseline_params(committed, epochs=2)
     trained = train.Params(**baseline["train"])
-    assert (trained.ensemble_size, trained.distill, trained.max_epochs) == (1, False, 2)
+    assert baseline["teachers"]["seeds"] == [] and trained.max_epochs == 2
+    assert trained.linear_teacher_weight == 0 and trained.window_copies == 0
     assert (trained.embedding_dim, trained.lstm_units, trained.lstm_layers) == (128, 64, 1)
     assert not trained.bidirectional and not trained.bucket_by_length
     assert trained.pooling == "last" and trained.batch_size == 32
@@ -268,7 +271,7 @@ def test_ablation_finds_every_rounds_files_in_bench_rounds():
         ablation.round_folder("round99")
 
 
-def test_the_naive_reference_differs_from_the_pipeline_only_in_bucketing_and_epochs():
+def test_the_naive_reference_is_the_students_network_unbucketed_for_one_epoch_on_labels():
     committed = committed_params()
     naive = benchmark.naive_params(committed)
     changed = {
@@ -277,7 +280,9 @@ def test_the_naive_reference_differs_from_the_pipeline_only_in_bucketing_and_epo
         for key, value in values.items()
         if committed[section][key] != value
     }
-    assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")}
+    learns_the_labels = {("teachers", "seeds"), ("train", "linear_teacher_weight"),
+                         ("train", "window_copies"), ("train", "calibrate")}  # fmt: skip
+    assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")} | learns_the_labels
     assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
     assert committed == committed_params()
 
@@ -300,11 +305,11 @@ def test_the_reference_is_the_pipelines_own_run_when_the_params_are_round_13s():
 
 def test_the_round_13_reference_pins_every_key_and_ignores_retuning():
     committed = committed_params()
-    for section in ("preprocess", "train"):
+    for section in ("preprocess", "teachers", "teacher", "train"):
         assert set(benchmark.ROUND_13[section]) == set(committed[section]), section
-    retuned = benchmark.with_overrides(committed, {"train": {"ensemble_size": 1}})
+    retuned = benchmark.with_overrides(committed, {"teachers": {"seeds": [1]}})
     assert benchmark.reference_params(retuned) == benchmark.reference_params(committed)
-    assert benchmark.reference_params(retuned)["train"]["ensemble_size"] == 3
+    assert benchmark.reference_params(retuned)["teachers"]["seeds"] == [42, 43, 44]
 
 
 def test_compute_use_divides_the_achieved_rate_by_the_matrix_rate(tmp_path):

@@ -152,16 +152,3 @@ def test_a_classifier_with_the_layer_saves_and_loads_in_safe_mode(tmp_path) -> N
     loaded = model.load_model(tmp_path / "hoisted.keras")
     assert isinstance(loaded.layers[2], hoisted_lstm.HoistedLSTM)
     assert np.allclose(loaded(ids), classifier(ids), atol=1e-6)
-
-
-def test_gradients_traced_for_training_can_be_forgotten() -> None:
-    keras_lstm, hoisted = twin_layers(return_sequences=True)
-    x, mask = inputs_and_mask()
-    hoisted_lstm.forget_traced_gradients()
-    tf.function(outputs_and_gradients)(hoisted, x, mask)
-    assert hoisted_lstm.forget_traced_gradients() > 0  # TensorFlow had kept them, graph and all
-    assert hoisted_lstm.forget_traced_gradients() == 0
-    # A graph traced afterwards registers its own and trains as before.
-    got = tf.function(outputs_and_gradients)(hoisted, x, mask)
-    want = outputs_and_gradients(keras_lstm, x, mask)
-    assert all(np.allclose(h, w, atol=2e-5, rtol=1e-5) for h, w in zip(got, want, strict=True))

@@ -27,7 +27,6 @@ import keras
 import numba
 import numpy as np
 import tensorflow as tf
-from tensorflow.python.framework import ops as tf_ops
 
 from imdb_sentiment.numba_math import JIT, sigmoid, tanh
 
@@ -104,22 +103,6 @@ def project_rows(table: tf.Tensor, ids: tf.Tensor, kernel: tf.Tensor, bias: tf.T
     row_gates = tf.matmul(tf.gather(table, rows), kernel) + bias
     projected = _spread_rows(row_gates, position)
     return tf.reshape(projected, tf.concat([tf.shape(time_major), tf.shape(kernel)[1:]], 0))
-
-
-def forget_traced_gradients() -> int:
-    """Unregister the gradients that :func:`lstm_recurrence` and ``_spread_rows`` left behind
-    when training graphs were traced; returns how many. Call when a classifier's training is over.
-
-    In a graph, ``tf.custom_gradient`` registers each call's gradient function globally, for
-    good, and the function holds its whole training graph: about 150 MB per trained classifier
-    here, so the teachers' graphs were all still held while the student trained. TensorFlow has
-    no public call to unregister them. A graph traced later registers its own.
-    """
-    registry = getattr(getattr(tf_ops, "_gradient_registry", None), "_registry", {})
-    traced = [name for name in registry if name.startswith("CustomGradient-")]
-    for name in traced:
-        del registry[name]
-    return len(traced)
 
 
 @tf.custom_gradient

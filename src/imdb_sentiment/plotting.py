@@ -10,8 +10,6 @@ matplotlib.use("Agg")  # stages run headless
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from imdb_sentiment.fileio import atomic_file  # noqa: E402
 
@@ -22,31 +20,6 @@ def _save(figure: plt.Figure, path: Path) -> None:
     with atomic_file(path) as scratch:
         figure.savefig(scratch, dpi=100)
     plt.close(figure)
-
-
-def training_curves(
-    histories: dict[str, pd.DataFrame], path: Path, metrics: tuple[str, str] = ("loss", "accuracy")
-) -> None:
-    """Two charts (by default loss, then accuracy) per epoch, train against validation, for
-    each ensemble member; ``metrics`` names the history columns (validation: ``val_`` + name)."""
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4), layout="constrained")
-    for axis, metric in zip(axes, metrics, strict=True):
-        for name, history in histories.items():
-            suffix = f" ({name})" if len(histories) > 1 else ""
-            train = axis.plot(history["epoch"], history[metric], marker="o", label=f"train{suffix}")
-            axis.plot(
-                history["epoch"],
-                history[f"val_{metric}"],
-                marker="s",
-                linestyle="--",
-                color=train[0].get_color(),
-                label=f"validation{suffix}",
-            )
-        axis.set(xlabel="epoch", ylabel=metric, title=metric)
-        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
-    # One legend beside both charts: inside them, two lines per member would hide the curves.
-    figure.legend(*axes[0].get_legend_handles_labels(), loc="outside right center")
-    _save(figure, path)
 
 
 def confusion_matrix(matrix: np.ndarray, path: Path) -> None:

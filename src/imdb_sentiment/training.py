@@ -1,38 +1,36 @@
-"""Training orchestration for the train stage: members, teachers and students, averaging.
+"""Training orchestration for the teacher and train stages: one classifier per process.
 
-With ``ensemble_size`` > 1, trains that many classifiers from consecutive seeds and averages
-them. With ``distill``, those classifiers are teachers: ``students`` more classifiers learn
-their averaged probabilities for the training reviews, and only the students (averaged, if
-more than one) are kept, at one classifier's serving cost per student; teachers train for at
-most ``teacher_max_epochs``.
+A teacher (stage ``teacher@<seed>``) is one classifier trained on the labels; it keeps only
+its P(positive) of every training and validation review. The student (stage ``train``) learns
+the teachers' average P(positive), blended with the linear baseline's out-of-fold scores, and
+is the model that is saved and served. With no teachers it learns the labels.
 
 Losses have two names. ``loss``/``val_loss`` in metrics files are the binary cross-entropy of
 the saved model's output. A multi-view network (word pairs or triples) minimises that
 cross-entropy plus each branch's own, which Keras also calls ``loss``; here it is written as
-``multi_view_loss``/``val_multi_view_loss`` wherever it is recorded (history files,
-``best_val_multi_view_loss`` in metrics/train.json), so the two cannot be confused.
+``multi_view_loss`` wherever it is recorded (the DVCLive files, ``best_val_multi_view_loss``
+in the metrics), so the two cannot be confused.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
 
 import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
+from dvclive import Live
 
-from imdb_sentiment import calibration, dataset, evaluation, malloc, ngrams, text
+from imdb_sentiment import calibration, dataset, evaluation, ngrams, text
 from imdb_sentiment.distribute import Placement, cudnn_blockers, gpu_visible, keep_lstms_off_cudnn
-from imdb_sentiment.hoisted_lstm import forget_traced_gradients
 from imdb_sentiment.inference import predict_probabilities, scorer
+from imdb_sentiment.live import EpochLogger
 from imdb_sentiment.model import (
     BucketedBatches,
-    average_members,
     build_classifier,
     build_multi_view,
     compile_classifier,
@@ -40,12 +38,52 @@ from imdb_sentiment.model import (
 )
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError
 
-TrainParams = Any  # the train section of params.yaml: stages/train.py's Params
 Split = tuple[np.ndarray, np.ndarray]  # (encoded reviews, labels or soft targets)
 SCORING_BATCH = 256  # reviews per call when scoring with a trained model
 CALIBRATION_WINDOW = 20  # tokens of the short views added to validation for calibration
-NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its key of the train section
+NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its params key
 MULTI_VIEW_NAMES = {"loss": "multi_view_loss", "val_loss": "val_multi_view_loss"}
+SAVED_NAME = "lstm_classifier"  # the student's model name, as served
+
+
+@dataclass(frozen=True)
+class NetworkParams:
+    """What a teacher or the student is and how it trains: the whole teacher section of
+    params.yaml, and the train section's first keys (docs/parameters.md)."""
+
+    embedding_dim: int = field(metadata={"min": 1})
+    lstm_units: int = field(metadata={"min": 1})
+    lstm_layers: int = field(metadata={"min": 1})
+    bidirectional: bool
+    lstm_kernel: Literal["hoisted", "keras"]
+    dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
+    embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
+    pooling: Literal["last", "max", "mean_max"]
+    pair_vocab_size: int = field(metadata={"min": 0})
+    triple_vocab_size: int = field(metadata={"min": 0})
+    learning_rate: float = field(metadata={"gt": 0.0})
+    learning_rate_schedule: Literal["constant", "linear"]
+    clipnorm: float = field(metadata={"gt": 0.0})
+    rowwise_embedding_updates: bool
+    ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
+    batch_size: int = field(metadata={"min": 1})
+    max_epochs: int = field(metadata={"min": 1})
+    bucket_by_length: bool
+    early_stopping_monitor: Literal["val_loss", "val_accuracy"]
+    early_stopping_patience: int = field(metadata={"min": 0})
+    early_stopping_min_delta: float = field(metadata={"min": 0.0})
+
+
+@dataclass(frozen=True)
+class StudentParams(NetworkParams):
+    """The train section: the student's network and what it learns from."""
+
+    linear_teacher_weight: float = field(metadata={"min": 0.0, "max": 1.0})
+    window_copies: int = field(metadata={"min": 0})
+    window_min_tokens: int = field(metadata={"min": 1})
+    window_max_tokens: int = field(metadata={"min": 1})
+    calibrate: bool
+    seed: int = field(metadata={"min": 0})
 
 
 @dataclass(frozen=True)
@@ -58,37 +96,47 @@ class Vocabularies:
 
 @dataclass
 class TrainedMember:
-    """One trained classifier of the ensemble, with its per-epoch history."""
+    """One trained classifier, with its per-epoch history."""
 
     name: str
     seed: int
-    model: keras.Model | None  # None once a teacher has taught
+    model: keras.Model
     history: pd.DataFrame  # epoch, accuracy, loss or multi_view_loss, val_...
     best_epoch: int  # 1-based: the epoch whose weights were kept
 
 
 @dataclass(frozen=True)
+class TeacherScores:
+    """A teacher's P(positive) of every training and validation review: all a student needs."""
+
+    member: TrainedMember
+    train: np.ndarray
+    validation: np.ndarray
+    seconds: float
+
+
+@dataclass(frozen=True)
 class TrainingResult:
-    classifier: keras.Model  # what is saved: the student(s), or the members' average
-    members: list[TrainedMember]
+    classifier: keras.Model  # the student, as it is saved
+    student: TrainedMember
     validation: dict  # classification metrics of ``classifier`` on the validation split
     seconds: float
     temperature: float | None = None  # folded into the classifier's outputs (calibrate)
 
 
-def check_ngram_vocab_sizes(params: TrainParams) -> None:
+def check_ngram_vocab_sizes(params: NetworkParams, section: str) -> None:
     """Refuse a pair/triple vocabulary too small to hold one n-gram (before any data is read)."""
     # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
     for n, key in NGRAM_KEYS.items():
         size, view = getattr(params, key), ngrams.NAMES[n]
         if 0 < size <= text.RESERVED_IDS:
             raise ParamsError(
-                f"{DEFAULT_PARAMS_FILE}: train.{key} = {size} is out of range: 0 (no {view} "
+                f"{DEFAULT_PARAMS_FILE}: {section}.{key} = {size} is out of range: 0 (no {view} "
                 f"branch) or more than {text.RESERVED_IDS} (padding, unknown, {view})"
             )
 
 
-def check_windows(params: TrainParams) -> None:
+def check_windows(params: StudentParams) -> None:
     """Refuse a window length range that is empty."""
     if params.window_min_tokens > params.window_max_tokens:
         raise ParamsError(
@@ -97,45 +145,84 @@ def check_windows(params: TrainParams) -> None:
         )
 
 
-def train_classifier(
-    params: TrainParams,
+def train_teacher(
+    params: NetworkParams,
+    seed: int,
     train: Split,
     validation: Split,
     word_vocab_size: int,
     placement: Placement | None = None,
-    linear_teacher: np.ndarray | None = None,
-) -> TrainingResult:
-    """Train the members (and, with distill, the students) and score the kept classifier.
+    live: Live | None = None,
+) -> TeacherScores:
+    """One teacher, trained on the labels from ``seed``, and its scores of both splits."""
+    started = time.perf_counter()
+    vocabularies = build_vocabularies(params, train[0], word_vocab_size)
+    name = f"teacher_{seed}"
+    member = train_member(
+        params, name, seed, vocabularies, train, validation, placement, False, live
+    )
+    score = scorer(member.model, train[0].shape[1])
+    scores = [
+        predict_probabilities(score, x, SCORING_BATCH).reshape(-1) for x, _ in (train, validation)
+    ]
+    return TeacherScores(member, *scores, time.perf_counter() - started)
 
-    ``placement`` (:func:`imdb_sentiment.distribute.placement_from_environment`): the
-    strategy to train under and this worker's share of the batches; default: one process.
-    ``linear_teacher``: the linear baseline's out-of-fold P(positive) of each training
-    review, blended into the students' targets with weight ``linear_teacher_weight``.
+
+def train_student(
+    params: StudentParams,
+    train: Split,
+    validation: Split,
+    word_vocab_size: int,
+    placement: Placement | None = None,
+    teachers: np.ndarray | None = None,
+    linear_teacher: np.ndarray | None = None,
+    live: Live | None = None,
+) -> TrainingResult:
+    """The student, and its validation figures (after calibration, with ``calibrate``).
+
+    ``teachers``: the LSTM teachers' average P(positive) of each training review (None: the
+    labels); ``linear_teacher``: the linear baseline's out-of-fold P(positive), blended in with
+    weight ``linear_teacher_weight``.
     """
     started = time.perf_counter()
-    placement = placement or Placement(tf.distribute.get_strategy())
-    vocabularies = build_vocabularies(params, train[0], word_vocab_size)
-    members = []
-    for number in range(1, params.ensemble_size + 1):
-        members.append(train_member(params, number, vocabularies, train, validation, placement))
-        release_training_memory()
-    classifier = average_members([member.model for member in members])
-    if params.distill:
-        classifier, students = _distil(
-            params, classifier, members, vocabularies, train, validation, placement, linear_teacher
-        )
-        members += students
+    x_train, y_train = train
+    vocabularies = build_vocabularies(params, x_train, word_vocab_size)
+    targets = student_targets(params, y_train if teachers is None else teachers, linear_teacher)
+    # The teachers' probabilities say how sure they are of each review, which 0/1 labels
+    # do not: the student learns more from them than from the labels alone.
+    soft = teachers is not None or bool(params.linear_teacher_weight)
+    member = train_member(
+        params,
+        "student",
+        params.seed,
+        vocabularies,
+        with_windows(params, (x_train, targets), params.seed),
+        validation,
+        placement,
+        soft,
+        live,
+    )
     x_val, y_val = validation
     temperature = None
     if params.calibrate:
-        temperature = calibration.fit_temperature(classifier, *calibration_set(x_val, y_val))
+        temperature = calibration.fit_temperature(member.model, *calibration_set(x_val, y_val))
         print(f"Calibrated: logits divided by a temperature of {temperature}", flush=True)
     seconds = time.perf_counter() - started
-    # Cut at 0.5 like Keras' accuracy, so it compares with the members' figures
+    # Cut at 0.5 like Keras' accuracy, so it compares with the epochs' figures
     # (evaluate.threshold belongs to the evaluate stage).
-    probabilities = predict_probabilities(scorer(classifier, x_val.shape[1]), x_val, SCORING_BATCH)
+    score = scorer(member.model, x_val.shape[1])
+    probabilities = predict_probabilities(score, x_val, SCORING_BATCH)
     metrics = evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
-    return TrainingResult(classifier, members, metrics, seconds, temperature)
+    return TrainingResult(member.model, member, metrics, seconds, temperature)
+
+
+def average_teachers(scores: Sequence[np.ndarray]) -> np.ndarray:
+    """The teachers' mean P(positive), summed in order in float32 (as Keras' Average layer
+    does, which averaged the teachers when they trained in one process)."""
+    total = np.asarray(scores[0], dtype=np.float32)
+    for more in scores[1:]:
+        total = total + np.asarray(more, dtype=np.float32)
+    return total / np.float32(len(scores))
 
 
 def calibration_set(x_val: np.ndarray, y_val: np.ndarray) -> Split:
@@ -146,12 +233,11 @@ def calibration_set(x_val: np.ndarray, y_val: np.ndarray) -> Split:
 
 
 def student_targets(
-    params: TrainParams, teachers: np.ndarray, linear_teacher: np.ndarray | None
+    params: StudentParams, teachers: np.ndarray, linear_teacher: np.ndarray | None
 ) -> np.ndarray:
-    """The LSTM teachers' average P(positive), blended with the linear baseline's.
-
-    The two families err on different reviews, so their blend is a better teacher than either.
-    """
+    """The LSTM teachers' average P(positive) (or the labels), blended with the linear
+    baseline's. The two families err on different reviews, so their blend is a better
+    teacher than either."""
     weight = params.linear_teacher_weight
     if not weight:
         return teachers
@@ -163,7 +249,7 @@ def student_targets(
     return ((1 - weight) * teachers + weight * linear_teacher).astype(np.float32)
 
 
-def with_windows(params: TrainParams, train: Split, seed: int) -> Split:
+def with_windows(params: StudentParams, train: Split, seed: int) -> Split:
     """``train`` plus ``window_copies`` random windows of each review, with its target."""
     x, y = train
     rng = np.random.default_rng(seed)
@@ -174,49 +260,8 @@ def with_windows(params: TrainParams, train: Split, seed: int) -> Split:
     return np.concatenate([x, *windows]), np.concatenate([y] * (1 + len(windows)))
 
 
-def _distil(
-    params: TrainParams,
-    teachers: keras.Model,
-    members: list[TrainedMember],
-    vocabularies: Vocabularies,
-    train: Split,
-    validation: Split,
-    placement: Placement,
-    linear_teacher: np.ndarray | None = None,
-) -> tuple[keras.Model, list[TrainedMember]]:
-    # The teachers' probabilities say how sure they are of each review, which 0/1 labels
-    # do not: the student learns more from them than from the labels alone.
-    x_train = train[0]
-    teacher = scorer(teachers, x_train.shape[1])
-    soft = predict_probabilities(teacher, x_train, SCORING_BATCH).reshape(-1)
-    soft = student_targets(params, soft, linear_teacher)
-    del teacher, teachers
-    for member in members:
-        member.model = None  # teachers are never saved: free their weights for the students
-    release_training_memory()
-    first = params.ensemble_size + 1
-    students = [
-        train_member(
-            params,
-            number,
-            vocabularies,
-            with_windows(params, (x_train, soft), params.seed + number),
-            validation,
-            placement,
-        )
-        for number in range(first, first + params.students)
-    ]
-    return average_members([student.model for student in students]), students
-
-
-def release_training_memory() -> None:
-    """Free a trained classifier's graphs and optimizer state before the next one trains."""
-    forget_traced_gradients()
-    malloc.release_free_memory()
-
-
 def build_vocabularies(
-    params: TrainParams, x_train: np.ndarray, word_vocab_size: int
+    params: NetworkParams, x_train: np.ndarray, word_vocab_size: int
 ) -> Vocabularies:
     kept = {}
     for n, key in NGRAM_KEYS.items():
@@ -226,7 +271,7 @@ def build_vocabularies(
     return Vocabularies(word_vocab_size, kept)
 
 
-def _build(params: TrainParams, vocabularies: Vocabularies, name: str) -> tuple[keras.Model, ...]:
+def _build(params: NetworkParams, vocabularies: Vocabularies, name: str) -> tuple[keras.Model, ...]:
     """(model to save, model to fit): one and the same for a words-only classifier."""
     branch = {
         "embedding_dim": params.embedding_dim,
@@ -245,38 +290,35 @@ def _build(params: TrainParams, vocabularies: Vocabularies, name: str) -> tuple[
 
 
 def train_member(
-    params: TrainParams,
-    number: int,
+    params: NetworkParams,
+    name: str,
+    seed: int,
     vocabularies: Vocabularies,
     train: Split,
     validation: Split,
     placement: Placement | None = None,
+    soft_targets: bool = False,
+    live: Live | None = None,
 ) -> TrainedMember:
-    """Member ``number`` (1-based; past ensemble_size, a student), trained with early stopping."""
+    """One classifier, trained from ``seed`` with early stopping; ``live`` (DVCLive) logs each
+    epoch as it ends."""
     placement = placement or Placement(tf.distribute.get_strategy())
-    # Member 1 uses the seed itself, so a one-member ensemble is the plain classifier.
-    seed = params.seed + number - 1
-    is_student = number > params.ensemble_size
-    name = member_name(params, number)
     print(f"Training {name} (seed {seed})", flush=True)
     keras.utils.set_random_seed(seed)
-    # A model saved alone keeps the plain name; averaged ones need names of their own.
-    group_size = params.students if is_student else params.ensemble_size
-    model_name = "lstm_classifier" if group_size == 1 else name
     batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
     batches = batches.sharded(placement.workers, placement.index)
     with placement.strategy.scope():
-        classifier, trainer = _build(params, vocabularies, model_name)
+        classifier, trainer = _build(params, vocabularies, SAVED_NAME)
         compile_classifier(
             trainer,
             params.learning_rate,
             params.clipnorm,
             params.ema_momentum,
-            is_student,
+            soft_targets,
             params.rowwise_embedding_updates,
-            decay_steps(params, is_student, len(batches)),
+            decay_steps(params, len(batches)),
         )
-    _fit_lstms_to_device(trainer, train[0], announce=number == 1)
+    _fit_lstms_to_device(trainer, train[0])
     if placement.workers > 1:
         _work_around_keras_multi_worker_bugs(trainer, placement.strategy, train)
     stopper = keras.callbacks.EarlyStopping(
@@ -289,11 +331,13 @@ def train_member(
     validation_batches = BucketedBatches(
         *validation, params.batch_size, None, params.bucket_by_length
     )
+    renames = MULTI_VIEW_NAMES if vocabularies.ngrams else {}
+    loggers = [] if live is None else [EpochLogger(live, renames)]  # after the EMA swap
     history = trainer.fit(
         _per_worker(placement, batches),
         validation_data=_per_worker(placement, validation_batches),
-        epochs=epoch_limit(params, is_student),
-        callbacks=training_callbacks(stopper, params.ema_momentum),
+        epochs=params.max_epochs,
+        callbacks=[*training_callbacks(stopper, params.ema_momentum), *loggers],
         shuffle=False,  # BucketedBatches already shuffles, seeded
         verbose=2,
     )
@@ -304,17 +348,16 @@ def train_member(
     return TrainedMember(name, seed, classifier, epochs, stopper.best_epoch + 1)
 
 
-def _fit_lstms_to_device(trainer: keras.Model, x_train: np.ndarray, announce: bool) -> None:
+def _fit_lstms_to_device(trainer: keras.Model, x_train: np.ndarray) -> None:
     """On a GPU, keep the LSTMs off cuDNN where it cannot take the data (it fails at run time
-    on a left-padded mask); say once which kernel trains."""
+    on a left-padded mask); say which kernel trains."""
     if not gpu_visible():
         return
     blockers = cudnn_blockers(trainer, x_train)
     if blockers:
         keep_lstms_off_cudnn(trainer)
-    if announce:
-        kernel = "Keras' generic LSTM kernel: " + "; ".join(blockers) if blockers else "cuDNN"
-        print(f"GPU visible: the LSTMs train on {kernel}", flush=True)
+    kernel = "Keras' generic LSTM kernel: " + "; ".join(blockers) if blockers else "cuDNN"
+    print(f"GPU visible: the LSTMs train on {kernel}", flush=True)
 
 
 def _per_worker(placement: Placement, batches: BucketedBatches) -> tf.data.Dataset:
@@ -353,26 +396,13 @@ def _work_around_keras_multi_worker_bugs(
     trainer.test_step = with_an_axis(trainer.test_step)
 
 
-def member_name(params: TrainParams, number: int) -> str:
-    if number <= params.ensemble_size:
-        return f"member_{number}"
-    return "student" if params.students == 1 else f"student_{number - params.ensemble_size}"
-
-
-def epoch_limit(params: TrainParams, is_student: bool) -> int:
-    if params.distill and not is_student:
-        # Teachers are never saved: an epoch past their usual best only confirms that it was.
-        return min(params.max_epochs, params.teacher_max_epochs)
-    return params.max_epochs
-
-
-def decay_steps(params: TrainParams, is_student: bool, steps_per_epoch: int) -> int:
+def decay_steps(params: NetworkParams, steps_per_epoch: int) -> int:
     """With ``learning_rate_schedule: linear``, the steps over which the rate falls to 0: all
-    of the member's epoch limit, so its last planned step trains at the smallest rate (0 for
-    ``constant``: no decay)."""
+    of the classifier's epoch limit, so its last planned step trains at the smallest rate (0
+    for ``constant``: no decay)."""
     if params.learning_rate_schedule == "constant":
         return 0
-    return epoch_limit(params, is_student) * steps_per_epoch
+    return params.max_epochs * steps_per_epoch
 
 
 def loss_column(history: pd.DataFrame) -> str:
@@ -380,21 +410,8 @@ def loss_column(history: pd.DataFrame) -> str:
     return "multi_view_loss" if "multi_view_loss" in history else "loss"
 
 
-def summary(result: TrainingResult, reviews: int) -> dict:
-    """metrics/train.json: the kept classifier's validation figures, time, and each member."""
-    epochs_run = sum(len(member.history) for member in result.members)
-    return {
-        "val_accuracy": result.validation["accuracy"],
-        "val_loss": result.validation["loss"],
-        "epochs_run": epochs_run,
-        "train_seconds": round(result.seconds, 1),
-        "train_reviews_per_second": round(reviews * epochs_run / result.seconds, 1),
-        "temperature": result.temperature,
-        "members": {member.name: _member_summary(member) for member in result.members},
-    }
-
-
-def _member_summary(member: TrainedMember) -> dict:
+def member_summary(member: TrainedMember, seconds: float) -> dict:
+    """A classifier's best epoch and its validation figures there, and its training time."""
     best = member.history.iloc[member.best_epoch - 1]
     loss = f"val_{loss_column(member.history)}"
     return {
@@ -403,26 +420,19 @@ def _member_summary(member: TrainedMember) -> dict:
         "epochs_run": len(member.history),
         "best_val_accuracy": round(float(best["val_accuracy"]), 4),
         f"best_{loss}": round(float(best[loss]), 4),
+        "train_seconds": round(seconds, 1),
     }
 
 
-def write_histories(members: list[TrainedMember], folder: Path) -> None:
-    """One CSV per member: its per-epoch figures, with the columns named as above."""
-    for member in members:
-        member.history.round(6).to_csv(
-            folder / f"{member.name}.csv", index=False, lineterminator="\n"
-        )
-
-
-def curve_tables(members: list[TrainedMember]) -> dict[str, pd.DataFrame]:
-    """{"loss": ..., "accuracy": ...}: every member's train and validation curve in one long
-    table each (epoch, member, split, value; the loss rows name their loss), for one chart."""
-    tables: dict[str, list[pd.DataFrame]] = {"loss": [], "accuracy": []}
-    for member in members:
-        history, objective = member.history, loss_column(member.history)
-        for split, prefix in (("train", ""), ("validation", "val_")):
-            base = pd.DataFrame({"epoch": history["epoch"], "member": member.name, "split": split})
-            loss = base.assign(loss_name=objective, loss=history[prefix + objective])
-            tables["loss"].append(loss)
-            tables["accuracy"].append(base.assign(accuracy=history[prefix + "accuracy"]))
-    return {name: pd.concat(parts, ignore_index=True).round(6) for name, parts in tables.items()}
+def summary(result: TrainingResult, reviews: int) -> dict:
+    """metrics/train.json: the saved classifier's validation figures, time and epochs."""
+    epochs_run = len(result.student.history)
+    return {
+        "val_accuracy": result.validation["accuracy"],
+        "val_loss": result.validation["loss"],
+        "epochs_run": epochs_run,
+        "train_seconds": round(result.seconds, 1),
+        "train_reviews_per_second": round(reviews * epochs_run / result.seconds, 1),
+        "temperature": result.temperature,
+        "student": member_summary(result.student, result.seconds),
+    }

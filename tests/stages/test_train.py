@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,89 +9,83 @@ import pandas as pd
 import pytest
 import yaml
 
-from imdb_sentiment import dataset
+from imdb_sentiment import dataset, training
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import ParamsError
 from stages import train
+from tests.conftest import REPO_ROOT
 
 
 def train_params(pipeline_run) -> dict:
     return yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
 
 
-def train_briefly(
-    pipeline_run, out, ensemble_size: int, distill: bool = False, **overrides
-) -> None:
-    """Train on the tiny pipeline's prepared data into ``out`` (models/, t.json, plots/).
+def train_briefly(pipeline_run, out, seeds=(), **overrides) -> dict:
+    """Train a student on the tiny pipeline's prepared data into ``out`` (models/, t.json,
+    live/), learning from the pipeline's teachers of ``seeds`` (none: the labels).
 
     One epoch of the words-only network unless ``overrides`` says otherwise: the word-pairs
     view doubles each model's build and tracing time, and only the views' own tests need it.
     """
-    values = {**train_params(pipeline_run), "ensemble_size": ensemble_size, "distill": distill}
-    values.update({"max_epochs": 1, "pair_vocab_size": 0, **overrides})
-    prepared = pipeline_run / "data/prepared"
-    linear_scores = pipeline_run / "data/linear_baseline/out_of_fold.npz"
-    train.run(
-        train.Params(**values), prepared, out / "models", out / "t.json", out / "plots",
-        linear_scores,
-    )  # fmt: skip
+    values = {**train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0, **overrides}
+    return train.run(
+        train.Params(**values),
+        list(seeds),
+        pipeline_run / "data/prepared",
+        out / "models",
+        out / "t.json",
+        out / "live",
+        pipeline_run / "data/linear_baseline/out_of_fold.npz",
+        pipeline_run / "data/teachers",
+    )
 
 
-def test_saves_models_history_and_metrics(pipeline_run):
+def test_saves_models_metrics_and_each_epoch_through_dvclive(pipeline_run):
     assert (pipeline_run / "models/classifier.keras").is_file()
     assert (pipeline_run / "models/end_to_end.keras").is_file()
     params = train_params(pipeline_run)
     summary = json.loads((pipeline_run / "metrics/train.json").read_text())
-    members = summary["members"]
-    teachers = [f"member_{n}" for n in range(1, params["ensemble_size"] + 1)]
-    assert list(members) == teachers + (["student"] if params["distill"] else [])
-    assert [m["seed"] for m in members.values()] == [
-        params["seed"] + n for n in range(len(members))
-    ]
-    history_files = sorted((pipeline_run / "plots/train/history").iterdir())
-    assert [f.name for f in history_files] == [f"{name}.csv" for name in members]
-    histories = [pd.read_csv(f) for f in history_files]
-    assert summary["epochs_run"] == sum(len(history) for history in histories)
-    for member, history in zip(members.values(), histories, strict=True):
-        # The default network has two views: its training loss is named as the sum it is
-        assert list(history.columns) == [
-            "epoch",
-            "accuracy",
-            "multi_view_loss",
-            "val_accuracy",
-            "val_multi_view_loss",
-        ]
-        assert member["epochs_run"] == len(history) <= params["max_epochs"]
-        best = history.iloc[member["best_epoch"] - 1]
-        assert member["best_val_multi_view_loss"] == round(best.val_multi_view_loss, 4)
-        # Early stopping counts only improvements larger than min_delta as a new best.
-        smallest = history.val_multi_view_loss.min()
-        assert smallest > best.val_multi_view_loss - params["early_stopping_min_delta"]
-    assert (pipeline_run / "plots/train/curves.png").stat().st_size > 1000
-    loss = pd.read_csv(pipeline_run / "plots/train/loss.csv")
-    assert set(loss.loss_name) == {"multi_view_loss"} and set(loss.split) == {"train", "validation"}
-    accuracy = pd.read_csv(pipeline_run / "plots/train/accuracy.csv")
-    assert len(loss) == len(accuracy) == 2 * summary["epochs_run"]
+    student = summary["student"]
+    assert student["seed"] == params["seed"]
+    assert summary["epochs_run"] == student["epochs_run"] <= params["max_epochs"]
+    live = pipeline_run / "dvclive/student"
+    # The default network has two views: its training loss is named as the sum it is
+    tsv = {
+        path.relative_to(live / "plots/metrics").as_posix(): pd.read_csv(path, sep="\t")
+        for path in (live / "plots/metrics").rglob("*.tsv")
+    }
+    assert sorted(tsv) == [
+        "eval/accuracy.tsv", "eval/multi_view_loss.tsv",
+        "train/accuracy.tsv", "train/multi_view_loss.tsv",
+    ]  # fmt: skip
+    validation_loss = tsv["eval/multi_view_loss.tsv"]
+    assert validation_loss.step.tolist() == list(range(student["epochs_run"]))
+    best = validation_loss.multi_view_loss.iloc[student["best_epoch"] - 1]
+    assert student["best_val_multi_view_loss"] == round(best, 4)
+    # Early stopping counts only improvements larger than min_delta as a new best.
+    smallest = validation_loss.multi_view_loss.min()
+    assert smallest > best - params["early_stopping_min_delta"]
+    metrics = json.loads((live / "metrics.json").read_text())
+    assert metrics["best_epoch"] == student["best_epoch"]
+    assert metrics["val_accuracy"] == summary["val_accuracy"]
+    assert metrics["step"] == student["epochs_run"] - 1  # the last epoch's figures, beside
+    assert metrics["eval"]["multi_view_loss"] == validation_loss.multi_view_loss.iloc[-1]
 
 
 def test_same_params_and_data_give_the_same_model(pipeline_run, tmp_path):
-    values = yaml.safe_load((pipeline_run / "params.yaml").read_text())["train"]
-    params = train.Params(**{**values, "ensemble_size": 2})  # teachers, pairs and a student
-    prepared = pipeline_run / "data/prepared"
-    _, x, _ = dataset.load_arrays(prepared, "test")
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "test")
     predictions = []
     for attempt in ("first", "second"):
-        out = tmp_path / attempt
-        linear = pipeline_run / "data/linear_baseline/out_of_fold.npz"
-        train.run(params, prepared, out / "models", out / "train.json", out / "plots", linear)
-        predictions.append(load_model(out / "models/classifier.keras")(x).numpy())
+        train_briefly(pipeline_run, tmp_path / attempt, seeds=[42, 43], pair_vocab_size=60)
+        model = load_model(tmp_path / attempt / "models/classifier.keras")
+        predictions.append(model(x).numpy())
     assert np.array_equal(predictions[0], predictions[1])
 
 
 def test_pair_vocab_size_is_checked_before_any_data_is_read(pipeline_run, tmp_path):
     values = {**train_params(pipeline_run), "pair_vocab_size": 2}
     with pytest.raises(ParamsError, match="train.pair_vocab_size = 2"):  # not FileNotFoundError
-        train.run(train.Params(**values), tmp_path / "absent", tmp_path / "models")
+        train.run(train.Params(**values), [], tmp_path / "absent", tmp_path / "models")
 
 
 @pytest.mark.parametrize(("given", "kept"), [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
@@ -111,10 +106,48 @@ def test_openmp_threads_sleep_when_idle_unless_the_user_says_otherwise(given, ke
 
 
 def test_missing_linear_scores_are_named_before_training(pipeline_run, tmp_path, capsys):
-    values = {**train_params(pipeline_run), "linear_teacher_weight": 0.5, "distill": True}
+    values = {**train_params(pipeline_run), "linear_teacher_weight": 0.5}
     prepared = pipeline_run / "data/prepared"
     missing = tmp_path / "absent/out_of_fold.npz"
     with pytest.raises(FileNotFoundError, match="out_of_fold.npz: not found; run the linear_base"):
-        train.run(train.Params(**values), prepared, tmp_path / "models", linear_scores=missing)
-    assert "Training member_1" not in capsys.readouterr().out
+        train.run(train.Params(**values), [], prepared, tmp_path / "models", linear_scores=missing)
+    assert "Training student" not in capsys.readouterr().out
     assert not (tmp_path / "models").exists()
+
+
+def test_a_missing_teacher_is_named_with_the_stage_that_makes_it(pipeline_run, tmp_path, capsys):
+    with pytest.raises(FileNotFoundError, match=r"99.npz: not found; .*dvc repro teacher@99\)"):
+        train_briefly(pipeline_run, tmp_path, seeds=[42, 99])
+    assert "Training student" not in capsys.readouterr().out
+    assert not (tmp_path / "models").exists()
+
+
+def test_a_teacher_made_from_other_data_is_refused(pipeline_run, tmp_path):
+    stale = tmp_path / "teachers"
+    stale.mkdir()
+    np.savez(stale / "7.npz", train=np.full(3, 0.5, np.float32), validation=np.zeros(1))
+    values = {**train_params(pipeline_run), "max_epochs": 1}
+    with pytest.raises(train.TeacherScoresError, match="7.npz: holds 3 training reviews' sc"):
+        train.run(
+            train.Params(**values), [7], pipeline_run / "data/prepared", tmp_path / "models",
+            teachers_dir=stale,
+        )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("seeds", "message"),
+    [([42, 42], "names a seed twice"), ([42, "x"], "each must be an int >= 0"), ([-1], ">= 0")],
+)
+def test_teacher_seeds_are_checked(tmp_path, seeds, message):
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump({"teachers": {"seeds": seeds}}))
+    with pytest.raises(ParamsError, match=f"teachers.seeds = .*{message}"):
+        train.teacher_seeds(params_file)
+
+
+def test_the_committed_teachers_are_not_the_student_and_share_its_network_keys():
+    params_file = REPO_ROOT / "params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    assert params["train"]["seed"] not in train.teacher_seeds(params_file)
+    network = {field.name for field in dataclasses.fields(training.NetworkParams)}
+    assert set(params["teacher"]) == network < set(params["train"])
