@@ -190,7 +190,10 @@ def init_project(folder: Path) -> dict[str, str]:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
         "TF_CPP_MIN_LOG_LEVEL": "2",
     }
-    for command in (["git", "init", "-q"], ["dvc", "init", "-q"]):
+    author = ["-c", "user.name=bench", "-c", "user.email=bench@localhost"]
+    commands = (["git", "init", "-q"], ["dvc", "init", "-q"], ["git", "add", "-A"],
+                ["git", *author, "commit", "-qm", "the pipeline"])  # fmt: skip
+    for command in commands:  # DVCLive needs a commit to log to
         subprocess.run(command, cwd=folder, env=env, check=True)
     return env
 

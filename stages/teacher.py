@@ -77,7 +77,7 @@ def parse_seed(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     seed = parse_seed(sys.argv[1:] if argv is None else argv)
-    errors = (FileNotFoundError, distribute.ClusterError)
+    errors = (FileNotFoundError, distribute.ClusterError, live.LiveLoggingError)
     return run_stage(SECTION, Params, functools.partial(run, seed=seed), errors)
 
 

@@ -134,7 +134,7 @@ def run(
 
 
 def main() -> int:
-    errors = (FileNotFoundError, TeacherScoresError, distribute.ClusterError)
+    errors = (FileNotFoundError, TeacherScoresError, distribute.ClusterError, live.LiveLoggingError)
     return run_stage(SECTION, Params, run, errors)
 
 

@@ -15,14 +15,16 @@ import yaml
 from tests.archive_factory import make_archive
 from tests.conftest import REPO_ROOT, tiny_params
 
-RAN = re.compile(r"Running stage '(\w+)'")
+RAN = re.compile(r"Running stage '([\w@-]+)'")
 DVC_YAML = yaml.safe_load((REPO_ROOT / "dvc.yaml").read_text())
 PROBES = "data/probes.csv"  # versioned in git, read by evaluate
 
 # These tests prove DVC's wiring (what reruns, what is pushed, queued, killed), which does
-# not depend on the network trained. One small LSTM trains in a third of the time of the
-# default two-view teachers and student; those are trained in-process by `pipeline_run`.
-DVC_TRAIN = {"ensemble_size": 1, "distill": False, "pair_vocab_size": 0}
+# not depend on the network trained. One words-only teacher and a words-only student train in
+# a third of the time of the default two-view ones; those are trained in-process by
+# `pipeline_run`.
+DVC_NETWORK = {"pair_vocab_size": 0}
+DVC_TEACHERS = [42]
 
 
 class Project:
@@ -42,6 +44,7 @@ class Project:
         self.env = self._environment(root)
         self.run("git", "init", "-q", "--initial-branch", "main")
         self.run("dvc", "init", "-q")
+        self.commit("the pipeline")  # DVCLive needs a commit to log to
 
     @staticmethod
     def _environment(root: Path) -> dict[str, str]:
@@ -101,11 +104,16 @@ class Project:
         (self.root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
     def declared_outputs(self) -> list[Path]:
-        outs = []
+        """Every out, metric and plot of dvc.yaml, one per teacher for the teachers' stages."""
+        seeds = yaml.safe_load((self.root / "params.yaml").read_text())["teachers"]["seeds"]
+        paths = []
         for stage in DVC_YAML["stages"].values():
-            for out in stage["outs"]:
-                outs.append(self.root / (out if isinstance(out, str) else next(iter(out))))
-        return outs
+            for kind in ("outs", "metrics", "plots"):
+                for out in stage.get(kind, []):
+                    path = out if isinstance(out, str) else next(iter(out))
+                    each = [path.replace("${item.seed}", str(s)) for s in seeds]
+                    paths += each if "matrix" in stage else [path]
+        return [self.root / path for path in paths]
 
 
 def _dvc_tmp(root: Path):
@@ -120,7 +128,9 @@ def tiny_project(tmp_path: Path) -> tuple[Project, dict]:
     project = Project(tmp_path / "project")
     archive = tmp_path / "tiny.tar.gz"
     params = tiny_params(archive, make_archive(archive))
-    params["train"].update(DVC_TRAIN)
+    params["teacher"].update(DVC_NETWORK)
+    params["train"].update(DVC_NETWORK)
+    params["teachers"]["seeds"] = list(DVC_TEACHERS)
     project.set_params(params)
     return project, params
 

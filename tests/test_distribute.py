@@ -21,7 +21,7 @@ import yaml
 from imdb_sentiment import cluster_watchdog, distribute, model
 from tests.conftest import REPO_ROOT, free_port
 
-TRAIN_OUTPUTS = ("models", "metrics", "plots")
+TRAIN_OUTPUTS = ("models", "metrics", "dvclive")
 
 
 def tf_config(addresses: list[str], index: int) -> str:
@@ -91,7 +91,7 @@ def train_process(workdir: Path, config: str | None, **environment: str) -> subp
 
 def prepared_copy(pipeline_run: Path, folder: Path) -> Path:
     folder.mkdir()
-    for inputs in ("data/prepared", "data/linear_baseline"):  # the train stage's data deps
+    for inputs in ("data/prepared", "data/linear_baseline", "data/teachers"):  # train reads them
         shutil.copytree(pipeline_run / inputs, folder / inputs)
     shutil.copy(pipeline_run / "params.yaml", folder / "params.yaml")
     return folder
@@ -106,8 +106,8 @@ def test_two_workers_train_the_tiny_model_and_only_the_chief_writes(pipeline_run
     outputs = [process.communicate(timeout=600)[0] for process in processes]
     assert [p.returncode for p in processes] == [0, 0], "\n\n".join(outputs)
 
-    expected = [p.relative_to(pipeline_run) for p in pipeline_run.glob("plots/train/**/*")]
-    assert expected and all((chief / path).exists() for path in expected)
+    live = [p.relative_to(pipeline_run) for p in pipeline_run.glob("dvclive/student/**/*.*")]
+    assert live and all((chief / path).exists() for path in live)
     assert (chief / "models/end_to_end.keras").is_file()
     assert [name for name in TRAIN_OUTPUTS if (worker / name).exists()] == []
     one_worker = json.loads((pipeline_run / "metrics/train.json").read_text())

@@ -12,14 +12,15 @@ import pytest
 import yaml
 
 from imdb_sentiment.params import section_keys
-from stages import download, evaluate, linear_baseline, preprocess, train
+from stages import download, evaluate, linear_baseline, preprocess, teacher, train
 from tests.conftest import REPO_ROOT
-from tests.dvc_project import DVC_YAML, RAN
+from tests.dvc_project import DVC_TEACHERS, DVC_YAML, RAN
 from tests.table_factory import TABLE_PARAMS, review_table, write_table
 
-STAGE_MODULES = {
-    module.SECTION: module for module in (download, preprocess, linear_baseline, train, evaluate)
-}
+STAGES = (download, preprocess, linear_baseline, teacher, train, evaluate)
+STAGE_MODULES = {module.SECTION: module for module in STAGES}
+TEACHERS = [f"teacher@{seed}" for seed in DVC_TEACHERS]
+EVERY_STAGE = ["download", "preprocess", "linear_baseline", *TEACHERS, "train", "evaluate"]
 PACKAGE = "imdb_sentiment"
 PACKAGE_DIR = Path("src") / PACKAGE
 
@@ -37,6 +38,8 @@ def imported_library_modules(script: Path) -> set[str]:
                 names = [f"{node.module}.{alias.name}" for alias in node.names] + [node.module]
             elif isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names if alias.name.startswith(PACKAGE)]
+            if names:  # importing any module of the package runs its __init__ first
+                names.append(f"{PACKAGE}.__init__")
             elif isinstance(node, ast.Constant) and str(node.value).startswith(f"{PACKAGE}."):
                 names = [node.value]
             for name in names:
@@ -54,7 +57,9 @@ def imported_library_modules(script: Path) -> set[str]:
 @pytest.mark.parametrize("stage", list(STAGE_MODULES))
 def test_params_declared_are_exactly_those_read(stage):
     declared = DVC_YAML["stages"][stage]["params"]
-    assert declared == section_keys(stage, STAGE_MODULES[stage].Params)
+    read = section_keys(stage, STAGE_MODULES[stage].Params)
+    # The student reads the seed list to know which teachers' scores to load; no teacher does.
+    assert declared == (["teachers.seeds", *read] if stage == "train" else read)
 
 
 @pytest.mark.parametrize("stage", list(STAGE_MODULES))
@@ -74,14 +79,13 @@ def test_switching_to_your_own_tables_reruns_every_stage_and_an_extra_set_only_e
     """From the archive to a CSV, then to a Parquet file of other rows: every stage reruns
     each time. Then an extra test set: evaluate alone reruns, and scores it under its name."""
     project, params = trained_project
-    every_stage = ["download", "preprocess", "linear_baseline", "train", "evaluate"]
     for name, seed in (("reviews.csv", 1), ("reviews.parquet", 2)):
         table = tmp_path / name
         sha = write_table(review_table(per_class=30, groups=10, seed=seed), table)
         params["download"].update(TABLE_PARAMS, url=str(table), sha256=sha, test_fraction=0.25)
         params["download"]["group_column"] = "product"
         project.set_params(params)
-        assert project.repro() == every_stage, name
+        assert project.repro() == EVERY_STAGE, name
         stats = json.loads((project.root / "metrics/preprocess.json").read_text())
         assert stats["source"]["format"] == "table" and stats["validation_grouped"] is True
         assert sum(stats[split]["reviews"] for split in ("train", "validation", "test")) == 60
@@ -103,13 +107,7 @@ def test_switching_to_your_own_tables_reruns_every_stage_and_an_extra_set_only_e
 
 @pytest.mark.integration
 def test_a_first_dvc_repro_runs_every_stage_and_a_second_runs_none(trained_project_template):
-    assert trained_project_template.first_run == [
-        "download",
-        "preprocess",
-        "linear_baseline",
-        "train",
-        "evaluate",
-    ]
+    assert trained_project_template.first_run == EVERY_STAGE
     project = trained_project_template.project
     missing = [out for out in project.declared_outputs() if not out.exists()]
     assert missing == []
@@ -132,9 +130,12 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(trained_project):
     after = json.loads((project.root / "metrics/eval.json").read_text())
     assert after["threshold"] == 0.99 and after["confusion"] != before["confusion"]
     assert after["roc_auc"] == before["roc_auc"]  # ranking figures do not depend on it
-    assert change("train", "dropout", 0.2) == ["train", "evaluate"]
+    assert change("train", "dropout", 0.2) == ["train", "evaluate"]  # the teachers stand
+    assert change("teacher", "dropout", 0.2) == [*TEACHERS, "train", "evaluate"]
+    # A new seed trains its teacher alone; the others' scores are reused.
+    assert change("teachers", "seeds", [*DVC_TEACHERS, 7]) == ["teacher@7", "train", "evaluate"]
     assert change("preprocess", "max_length", 16) == [
-        "preprocess", "linear_baseline", "train", "evaluate"
+        "preprocess", "linear_baseline", *TEACHERS, "teacher@7", "train", "evaluate"
     ]  # fmt: skip
 
     with open(project.root / "stages/train.py", "a") as script:
@@ -145,8 +146,9 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(trained_project):
         script.write("\n# an edit\n")
     assert project.repro() == ["evaluate"]
     with open(project.root / PACKAGE_DIR / "evaluation.py", "a") as module:
-        module.write("\n# an edit\n")  # train reads it too: it scores the ensemble's validation
-    assert project.repro() == ["train", "evaluate"]
+        module.write("\n# an edit\n")  # training reads it too: it scores the validation split
+    teachers = [*TEACHERS, "teacher@7"]
+    assert project.repro() == [*teachers, "train", "evaluate"]
 
 
 @pytest.mark.integration
@@ -161,8 +163,11 @@ def test_a_forced_retrain_keeps_dvc_lock_and_exp_show_and_plots_read_well(traine
     rendered = json.loads(project.run("dvc", "plots", "show", "--json"))
     assert "errors" not in rendered, rendered.get("errors")
     declared = [next(iter(p)) if isinstance(p, dict) else p for p in DVC_YAML["plots"]]
-    assert set(rendered["data"]) == set(declared)
-    assert all(rendered["data"][name] for name in declared)
+    live = [f"dvclive/{member}/plots/metrics/{split}/{figure}.tsv"
+            for member in ("student", *(f"teacher-{seed}" for seed in DVC_TEACHERS))
+            for split in ("train", "eval") for figure in ("accuracy", "loss")]  # fmt: skip
+    assert set(rendered["data"]) == set(declared) | set(live)
+    assert all(rendered["data"][name] for name in rendered["data"])
     confusion = rendered["data"]["Confusion matrix"][0]["content"]["data"]["values"]
     assert {row["actual"] for row in confusion} == {"negative", "positive"}
 
@@ -177,11 +182,15 @@ def test_a_forced_retrain_keeps_dvc_lock_and_exp_show_and_plots_read_well(traine
 
 
 def lock_without_timings(path: Path) -> dict:
-    """dvc.lock less metrics/train.json's hash: that file records the training time."""
+    """dvc.lock less the hashes of the files that record training times (metrics/train.json,
+    each dvclive/*/metrics.json)."""
     lock = yaml.safe_load(path.read_text())
-    outs = lock["stages"]["train"]["outs"]
-    lock["stages"]["train"]["outs"] = [o for o in outs if o["path"] != "metrics/train.json"]
+    for stage in lock["stages"].values():
+        stage["outs"] = [o for o in stage["outs"] if not o["path"].endswith(TIMED)]
     return lock
+
+
+TIMED = ("metrics/train.json", "/metrics.json")
 
 
 def readme_exp_show_command() -> list[str]:

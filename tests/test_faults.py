@@ -3,6 +3,8 @@ the previous outputs are intact, that no scratch is left, and that the next run 
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import resource
 import shutil
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -82,7 +85,7 @@ def lines_until(process: subprocess.Popen, marker: str, seconds: float = 300) ->
 
 @pytest.fixture
 def prepared_workdir(pipeline_run, tmp_path) -> Path:
-    for inputs in ("data/prepared", "data/linear_baseline"):  # the train stage's data deps
+    for inputs in ("data/prepared", "data/linear_baseline", "data/teachers"):  # train reads them
         shutil.copytree(pipeline_run / inputs, tmp_path / inputs)
     shutil.copy(pipeline_run / "params.yaml", tmp_path / "params.yaml")
     return tmp_path
@@ -90,7 +93,7 @@ def prepared_workdir(pipeline_run, tmp_path) -> Path:
 
 def test_sigterm_mid_training_exits_cleanly_with_a_message_and_no_scratch(prepared_workdir):
     process = stage_process(prepared_workdir, "train")
-    lines_until(process, "Training member_1")
+    lines_until(process, "Training student")
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
@@ -103,7 +106,7 @@ def test_sigterm_mid_training_exits_cleanly_with_a_message_and_no_scratch(prepar
 
 
 @pytest.mark.integration
-def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_train(
+def test_sigkill_mid_training_keeps_the_old_model_and_the_finished_epochs_and_reruns_train(
     trained_project,
 ):
     project, params = trained_project
@@ -111,19 +114,19 @@ def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_trai
     before = {p.name: p.read_bytes() for p in models.iterdir()}
     eval_before = (project.root / "metrics/eval.json").read_bytes()
 
-    params["train"].update(dropout=0.1, ensemble_size=2)  # killed in the first of two members
+    # Every epoch runs (patience above the limit): killed after the first of eight.
+    params["train"].update(dropout=0.1, max_epochs=8, early_stopping_patience=10)
     project.set_params(params)
     repro = subprocess.Popen(
         ["dvc", "repro"],
         cwd=project.root,
         env={**project.env, "PYTHONUNBUFFERED": "1"},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         start_new_session=True,  # one process group: dvc and the stage it runs
     )
-    lines_until(repro, "Training member_1")
-    time.sleep(1.0)
+    epochs = project.root / "dvclive/student/plots/metrics/eval/accuracy.tsv"
+    wait_for_rows(epochs, repro, rows=1)
     os.killpg(repro.pid, signal.SIGKILL)
     repro.wait(60)
 
@@ -132,9 +135,28 @@ def test_sigkill_mid_training_keeps_the_old_model_and_the_next_repro_reruns_trai
     # model is in the cache, and `dvc checkout` brings it back
     assert not models.exists() or {p.name: p.read_bytes() for p in models.iterdir()} == before
     assert (project.root / "metrics/eval.json").read_bytes() == eval_before
+    # DVCLive wrote each epoch as it ended: the finished ones stay readable after the kill.
+    finished = pd.read_csv(epochs, sep="\t")
+    assert 1 <= len(finished) < 8 and finished.step.tolist() == list(range(len(finished)))
+    summary = json.loads((project.root / "dvclive/student/metrics.json").read_text())
+    assert summary["step"] == len(finished) - 1 and "best_epoch" not in summary  # not ended
     assert "train" in project.run("dvc", "status")
     project.run("dvc", "checkout", "models")
     assert {p.name: p.read_bytes() for p in models.iterdir()} == before
     assert RAN.findall(project.run("dvc", "repro")) == ["train", "evaluate"]
     assert {p.name: p.read_bytes() for p in models.iterdir()} != before
+    assert len(pd.read_csv(epochs, sep="\t")) == 8  # the next run starts the folder afresh
     assert scratch_left(project.root) == []
+
+
+def wait_for_rows(path: Path, process: subprocess.Popen, rows: int, timeout: float = 300) -> int:
+    """Poll a DVCLive .tsv until it holds ``rows`` epochs; fail if ``process`` ends first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"ended (exit {process.returncode}) before {path} filled"
+        with contextlib.suppress(FileNotFoundError, pd.errors.EmptyDataError):
+            found = len(pd.read_csv(path, sep="\t"))
+            if found >= rows:
+                return found
+        time.sleep(0.05)
+    raise AssertionError(f"{path}: fewer than {rows} epochs after {timeout} s")

@@ -14,6 +14,11 @@ from pathlib import Path
 
 from dvclive import Live
 from dvclive.keras import DVCLiveCallback
+from scmrepo.exceptions import SCMError
+
+
+class LiveLoggingError(RuntimeError):
+    """DVCLive cannot start here; the message says why and what to do."""
 
 
 class EpochLogger(DVCLiveCallback):
@@ -38,7 +43,13 @@ def start(folder: Path, writes_outputs: bool = True) -> Live:
     worker that leaves no outputs (multi-worker training: only the chief writes)."""
     if not writes_outputs:
         folder = Path(tempfile.mkdtemp(prefix="dvclive-worker-"))
-    return Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+    try:
+        return Live(str(folder), dvcyaml=False, save_dvc_exp=False, report=None)
+    except SCMError as error:  # DVCLive 3.49 reads the current commit of the git repository
+        raise LiveLoggingError(
+            f"{folder}: DVCLive cannot log in a git repository with no commit yet ({error}); "
+            "commit first: git add -A && git commit -m 'first commit'"
+        ) from error
 
 
 def finish(live: Live, summary: dict) -> None:
