@@ -145,7 +145,7 @@ def predict_command(args: argparse.Namespace) -> int:
         raise InputError("no reviews given: pass text arguments, --file PATH, or - for stdin")
     from imdb_sentiment.predict import Predictor  # TensorFlow loads only when needed
 
-    predictor = Predictor.load(args.model, args.batch_size, args.model_sha256)
+    predictor = Predictor.load(model_file(args), args.batch_size, args.model_sha256)
     reviews = _all_reviews(args.texts, args.file, args.column)
     batches = _batches(reviews, args.batch_size)
     known_count = (total or 0) + len(args.texts)
@@ -188,6 +188,16 @@ def _batches(reviews: Iterable[str], size: int) -> Iterator[list[str]]:
         yield batch
 
 
+def model_file(args: argparse.Namespace) -> Path:
+    """--model as a file: the path, or what its registry reference points to."""
+    from imdb_sentiment import registry
+
+    try:
+        return registry.resolve(args.model, args.registry)
+    except registry.RegistryError as error:
+        raise ModelError(str(error)) from error
+
+
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -199,7 +209,7 @@ def serve_command(args: argparse.Namespace) -> int:
     )
 
     settings = ServerSettings(
-        model_path=Path(args.model),
+        model_path=model_file(args),
         model_sha256=args.model_sha256,
         threshold=args.threshold,
         max_text_chars=args.max_text_chars,
@@ -281,7 +291,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sentiment", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--model", default=str(DEFAULT_MODEL), help="end-to-end .keras model")
+    common.add_argument(
+        "--model",
+        default=str(DEFAULT_MODEL),
+        help="end-to-end .keras model: a path, or a registry reference such as "
+        "sentiment-model#prod or sentiment-model@v1.0.0 (fetched with dvc artifacts get)",
+    )
+    common.add_argument(
+        "--registry",
+        default=".",
+        help="with a registry reference: the git repository (path or URL) whose GTO tags "
+        "and DVC remote hold the model (default: this one)",
+    )
     common.add_argument("--threshold", type=_threshold, default=0.5, help="P(positive) cut-off")
     common.add_argument(
         "--model-sha256", help="refuse to load a model file whose sha256 is not this one"

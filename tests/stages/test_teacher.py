@@ -1,4 +1,7 @@
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -8,6 +11,7 @@ import yaml
 from imdb_sentiment import dataset
 from imdb_sentiment.params import ParamsError
 from stages import teacher, train
+from tests.conftest import REPO_ROOT
 
 
 def test_each_teacher_keeps_its_scores_of_both_splits_and_its_epochs(pipeline_run):
@@ -56,3 +60,19 @@ def test_the_student_learns_the_average_of_the_teachers_scores(pipeline_run):
     each = [np.load(pipeline_run / f"data/teachers/{seed}.npz")["train"] for seed in seeds]
     np.testing.assert_allclose(average, np.mean(each, axis=0), rtol=1e-6)
     assert train.load_teachers(pipeline_run / "data/teachers", [], len(y)) is None
+
+
+@pytest.mark.parametrize(("level", "shown"), [(None, False), ("0", True)])
+def test_tensorflow_info_lines_are_hidden_unless_the_user_asks_for_them(tmp_path, level, shown):
+    # A fresh process: TensorFlow reads the level once, when it loads.
+    (tmp_path / "params.yaml").write_text((REPO_ROOT / "params.yaml").read_text())
+    environment = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    if level is not None:
+        environment["TF_CPP_MIN_LOG_LEVEL"] = level
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "stages/teacher.py"), "--seed", "1"],
+        cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 1  # no prepared data here: it stops after TensorFlow loaded
+    assert "teacher: error:" in result.stderr and "encoder.json" in result.stderr
+    assert ("cpu_feature_guard" in result.stderr) is shown, result.stderr
