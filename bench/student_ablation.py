@@ -2,13 +2,15 @@
 
     python bench/student_ablation.py --round round17   # bench/rounds/round17/students.yaml
 
-Reads data/prepared and data/linear_baseline (run `dvc repro linear_baseline` first). The
-teachers of params.yaml's train section are trained once, each one's P(positive) of the
-training reviews cached in bench/runs/teacher-<seed>.npz; each variant (keys of the train
-section) then trains only its student, as the train stage would. Reported per variant, on the
-validation split only: accuracy and ECE on the whole reviews and on their first and last 20
-tokens, the fitted temperature and the student's minutes. Rows are appended to the round's
-students.jsonl.
+Reads data/prepared and data/linear_baseline (run `dvc repro linear_baseline` first). Each
+variant sets keys of params.yaml's train section, and ``teachers`` (a seed list; default
+teachers.seeds). A teacher's scores come from its stage's data/teachers/<seed>.npz where `dvc
+repro` made it, else from bench/runs/teacher-<seed>.npz, else it is trained once (the teacher
+section) into that cache. Each variant then trains only its student, as the train stage would.
+Reported per variant, on the validation split only: accuracy and ECE on the whole reviews and
+on their first and last 20 tokens, the fitted temperature and the student's minutes. Rows are
+appended to the round's students.jsonl. (`dvc exp run -S train.<key>=...` does the same with
+the pipeline's own figures, since the teachers are cached stages.)
 """
 
 from __future__ import annotations
@@ -32,28 +34,27 @@ sys.path.insert(0, str(REPO_ROOT))
 from imdb_sentiment import calibration, dataset, evaluation, text, training  # noqa: E402
 from imdb_sentiment.inference import predict_probabilities, scorer  # noqa: E402
 from imdb_sentiment.params import load_stage_params  # noqa: E402
-from stages import train  # noqa: E402
+from stages import teacher, train  # noqa: E402
 
 PREPARED = REPO_ROOT / "data/prepared"
 
 
-def teacher_scores(params: train.Params, data: dict, vocabularies) -> np.ndarray:
-    """The teachers' averaged P(positive) of the training reviews; each teacher's scores are
-    cached by seed (bench/runs/teacher-<seed>.npz), so a smaller ensemble reuses them."""
-    x = data["train"][0]
+def teacher_average(seeds: list[int], data: dict, words: int) -> np.ndarray:
+    """The teachers' averaged P(positive) of the training reviews, each trained at most once."""
+    teacher_params = load_stage_params(teacher.SECTION, teacher.Params, REPO_ROOT / "params.yaml")
     scores = []
-    for number in range(1, params.ensemble_size + 1):
-        cache = REPO_ROOT / f"bench/runs/teacher-{params.seed + number - 1}.npz"
-        if not cache.exists():
-            member = training.train_member(
-                params, number, vocabularies, data["train"], data["validation"]
-            ).model
+    for seed in seeds:
+        staged = teacher.scores_file(REPO_ROOT / "data/teachers", seed)
+        cache = REPO_ROOT / f"bench/runs/teacher-{seed}.npz"
+        if not staged.exists() and not cache.exists():
+            taught = training.train_teacher(
+                teacher_params, seed, data["train"], data["validation"], words
+            )
             cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, soft=predict_probabilities(scorer(member, x.shape[1]), x, 256))
-            del member
-            training.release_training_memory()
-        scores.append(np.load(cache)["soft"])
-    return np.mean(scores, axis=0).astype(np.float32)
+            np.savez(cache, train=taught.train, validation=taught.validation)
+        with np.load(staged if staged.exists() else cache) as saved:
+            scores.append(saved["train"])
+    return training.average_teachers(scores)
 
 
 def validation_figures(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
@@ -82,20 +83,21 @@ def main() -> int:
     data = {s: dataset.load_arrays(PREPARED, s)[1:] for s in ("train", "validation")}
     linear = np.load(REPO_ROOT / "data/linear_baseline/out_of_fold.npz")["train"]
     vocabularies = training.build_vocabularies(base, data["train"][0], encoder.vocab_size)
-    for name, overrides in variants.items():
+    for name, variant in variants.items():
         if args.only and name not in args.only:
             continue
+        overrides = {k: v for k, v in variant.items() if k != "teachers"}
         params = dataclasses.replace(base, **overrides)
-        soft = teacher_scores(params, data, vocabularies)
+        seeds = variant.get("teachers", train.teacher_seeds(REPO_ROOT / "params.yaml"))
+        soft = teacher_average(seeds, data, encoder.vocab_size)
         started = time.perf_counter()
         targets = training.student_targets(params, soft, linear)
-        number = params.ensemble_size + 1
-        student_data = training.with_windows(
-            params, (data["train"][0], targets), params.seed + number
-        )
+        window_seed = params.seed + training.WINDOW_SEED_OFFSET
+        student_data = training.with_windows(params, (data["train"][0], targets), window_seed)
         student = training.train_member(
-            params, number, vocabularies, student_data, data["validation"]
-        ).model
+            params, "student", params.seed, vocabularies, student_data, data["validation"],
+            soft_targets=True,
+        ).model  # fmt: skip
         temperature = None
         if params.calibrate:
             temperature = calibration.fit_temperature(
@@ -103,7 +105,7 @@ def main() -> int:
             )
         row = {
             "variant": name,
-            "overrides": overrides,
+            "overrides": variant,
             "minutes": round((time.perf_counter() - started) / 60, 2),
             "temperature": temperature,
             **validation_figures(student, *data["validation"]),

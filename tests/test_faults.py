@@ -125,8 +125,8 @@ def test_sigkill_mid_training_keeps_the_old_model_and_the_finished_epochs_and_re
         stderr=subprocess.DEVNULL,
         start_new_session=True,  # one process group: dvc and the stage it runs
     )
-    epochs = project.root / "dvclive/student/plots/metrics/eval/accuracy.tsv"
-    wait_for_rows(epochs, repro, rows=1)
+    live = project.root / "dvclive/student"
+    wait_for_live_epochs(live, repro, epochs=1)  # not the previous run's: that one had ended
     os.killpg(repro.pid, signal.SIGKILL)
     repro.wait(60)
 
@@ -136,7 +136,7 @@ def test_sigkill_mid_training_keeps_the_old_model_and_the_finished_epochs_and_re
     assert not models.exists() or {p.name: p.read_bytes() for p in models.iterdir()} == before
     assert (project.root / "metrics/eval.json").read_bytes() == eval_before
     # DVCLive wrote each epoch as it ended: the finished ones stay readable after the kill.
-    finished = pd.read_csv(epochs, sep="\t")
+    finished = pd.read_csv(live / LIVE_EPOCHS, sep="\t")
     assert 1 <= len(finished) < 8 and finished.step.tolist() == list(range(len(finished)))
     summary = json.loads((project.root / "dvclive/student/metrics.json").read_text())
     assert summary["step"] == len(finished) - 1 and "best_epoch" not in summary  # not ended
@@ -145,18 +145,26 @@ def test_sigkill_mid_training_keeps_the_old_model_and_the_finished_epochs_and_re
     assert {p.name: p.read_bytes() for p in models.iterdir()} == before
     assert RAN.findall(project.run("dvc", "repro")) == ["train", "evaluate"]
     assert {p.name: p.read_bytes() for p in models.iterdir()} != before
-    assert len(pd.read_csv(epochs, sep="\t")) == 8  # the next run starts the folder afresh
+    assert len(pd.read_csv(live / LIVE_EPOCHS, sep="\t")) == 8  # the next run starts afresh
     assert scratch_left(project.root) == []
 
 
-def wait_for_rows(path: Path, process: subprocess.Popen, rows: int, timeout: float = 300) -> int:
-    """Poll a DVCLive .tsv until it holds ``rows`` epochs; fail if ``process`` ends first."""
+def wait_for_live_epochs(
+    folder: Path, process: subprocess.Popen, epochs: int, timeout: float = 300
+) -> int:
+    """Poll a DVCLive folder until a run that has not finished (its metrics.json has no
+    best_epoch yet, which the stage adds at the end) shows ``epochs`` finished epochs; fail if
+    ``process`` ends first. Returns how many it shows."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert process.poll() is None, f"ended (exit {process.returncode}) before {path} filled"
-        with contextlib.suppress(FileNotFoundError, pd.errors.EmptyDataError):
-            found = len(pd.read_csv(path, sep="\t"))
-            if found >= rows:
+        assert process.poll() is None, f"ended (exit {process.returncode}) before {folder} filled"
+        with contextlib.suppress(FileNotFoundError, ValueError, pd.errors.EmptyDataError):
+            summary = json.loads((folder / "metrics.json").read_text())
+            found = len(pd.read_csv(folder / LIVE_EPOCHS, sep="\t"))
+            if "best_epoch" not in summary and found >= epochs:
                 return found
         time.sleep(0.05)
-    raise AssertionError(f"{path}: fewer than {rows} epochs after {timeout} s")
+    raise AssertionError(f"{folder}: fewer than {epochs} live epochs after {timeout} s")
+
+
+LIVE_EPOCHS = "plots/metrics/eval/accuracy.tsv"  # one row per finished epoch

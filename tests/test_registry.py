@@ -61,23 +61,23 @@ def served(project, reference: str, cache: Path):
     """`sentiment serve --model <reference>` on 127.0.0.1; yields its base URL when ready."""
     port = free_port()
     command = ["sentiment", "serve", "--model", reference, "--registry", str(project.root)]
+    log = cache / "serve.log"  # a file, not a pipe: a full pipe would block the server
     server = subprocess.Popen(
-        [*command, "--no-ui", "--host", "127.0.0.1", "--port", str(port)],
+        [*command, "--no-ui", "--no-access-log", "--host", "127.0.0.1", "--port", str(port)],
         env={**project.env, "XDG_CACHE_HOME": str(cache)},
         cwd=cache,
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
+        stderr=log.open("w"),
     )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 180
         while True:
-            assert server.poll() is None, server.stderr.read()
+            assert server.poll() is None, log.read_text()
             with contextlib.suppress(httpx.TransportError):
                 if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
                     break
-            assert time.monotonic() < deadline, "never ready"
+            assert time.monotonic() < deadline, f"never ready:\n{log.read_text()}"
             time.sleep(0.2)
         yield base
     finally:

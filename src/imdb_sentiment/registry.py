@@ -22,6 +22,9 @@ REFERENCE = re.compile(
 )
 
 
+MODEL_FILE = "end_to_end.keras"  # the artifact is the end-to-end model; Keras needs the suffix
+
+
 class RegistryError(RuntimeError):
     """A registry reference that cannot be fetched; the message names it and the repository."""
 
@@ -48,7 +51,8 @@ def fetch(reference: Reference, repo: str, cache_dir: Path = CACHE_DIR) -> Path:
     """Download the model ``reference`` points to in ``repo`` (a path or git URL) with
     ``dvc artifacts get``; returns the local file. The previous download of the same
     reference is replaced only once the new one is complete."""
-    target = cache_dir / "registry" / reference.name / str(reference).replace("#", "_") / "model"
+    folder = cache_dir / "registry" / reference.name / str(reference).replace("#", "_")
+    target = folder / MODEL_FILE
     target.parent.mkdir(parents=True, exist_ok=True)
     scratch = target.with_name(f".{target.name}.partial")
     selector = ["--rev", reference.version] if reference.version else ["--stage", reference.stage]
