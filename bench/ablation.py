@@ -6,7 +6,8 @@ Each round of the accuracy journal (docs/accuracy-journal.md) has a folder in be
 its variants (ablations.yaml), their results as recorded (ablation.jsonl) and the table made
 from them (ablation.md). Without --round, the newest round runs. Each variant overrides keys of
 params.yaml (the base params). Preprocessing runs once per distinct preprocess section (reading
-data/raw from `dvc repro download`); every variant trains into bench/runs/ablation/. Results
+data/raw from `dvc repro download`), each teacher and the linear baseline once per section and
+prepared data; every variant's student trains into bench/runs/ablation/. Results
 are appended to the round's ablation.jsonl as they finish, and its ablation.md is rewritten
 from all recorded rows.
 """
@@ -26,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from imdb_sentiment.params import load_stage_params  # noqa: E402
-from stages import preprocess, train  # noqa: E402
+from stages import linear_baseline, preprocess, teacher, train  # noqa: E402
 
 ROUNDS_DIR = REPO_ROOT / "bench" / "rounds"
 
@@ -57,14 +58,38 @@ def merged_params(overrides: dict) -> dict:
     return params
 
 
+def digest(*sections: dict) -> str:
+    return hashlib.sha256(json.dumps(sections, sort_keys=True).encode()).hexdigest()[:10]
+
+
 def prepared_for(params: dict, raw: Path, scratch: Path) -> Path:
     section = params["preprocess"]
-    digest = hashlib.sha256(json.dumps(section, sort_keys=True).encode()).hexdigest()[:10]
-    folder = scratch / f"prepared-{digest}"
+    folder = scratch / f"prepared-{digest(section)}"
     if not (folder / "train.npz").exists():
         print(f"preprocess {section} -> {folder}", flush=True)
-        preprocess.run(preprocess.Params(**section), raw, folder, scratch / f"{digest}.json")
+        preprocess.run(preprocess.Params(**section), raw, folder, folder.with_suffix(".json"))
     return folder
+
+
+def teachers_for(params: dict, prepared: Path, scratch: Path, params_file: Path) -> Path:
+    """A folder of the variant's teachers' scores, each teacher trained once per teacher
+    section and prepared data, as the teacher stages would (cached across variants)."""
+    folder = scratch / f"teachers-{digest(params['teacher'], str(prepared))}"
+    section = load_stage_params(teacher.SECTION, teacher.Params, params_file)
+    for seed in params["teachers"]["seeds"]:
+        if not teacher.scores_file(folder, seed).exists():
+            teacher.run(section, seed, prepared, folder, folder / "live")
+    return folder
+
+
+def linear_scores_for(params: dict, raw: Path, prepared: Path, scratch: Path) -> Path:
+    """The linear baseline's out-of-fold scores for the variant's prepared data (fitted once)."""
+    section = params["linear_baseline"]
+    folder = scratch / f"linear-{digest(section, str(prepared))}"
+    if not (folder / "out_of_fold.npz").exists():
+        linear = linear_baseline.Params(**section)
+        linear_baseline.run(linear, raw, prepared, folder, folder.with_suffix(".json"))
+    return folder / "out_of_fold.npz"
 
 
 def run_variant(name: str, overrides: dict, raw: Path, scratch: Path, params_file: Path) -> dict:
@@ -77,7 +102,13 @@ def run_variant(name: str, overrides: dict, raw: Path, scratch: Path, params_fil
     out = scratch / name
     keras.backend.clear_session()
     started = time.perf_counter()
-    train.run(train_params, prepared, out / "models", out / "train.json", out / "plots")
+    teachers = teachers_for(params, prepared, scratch, params_file)
+    linear_scores = linear_scores_for(params, raw, prepared, scratch)
+    seeds = params["teachers"]["seeds"]
+    train.run(
+        train_params, seeds, prepared, out / "models", out / "train.json", out / "live",
+        linear_scores, teachers,
+    )  # fmt: skip
     summary = json.loads((out / "train.json").read_text())
     return {
         "variant": name,
@@ -85,7 +116,7 @@ def run_variant(name: str, overrides: dict, raw: Path, scratch: Path, params_fil
         "best_val_accuracy": summary["val_accuracy"],
         "best_val_loss": summary["val_loss"],
         "epochs_run": summary["epochs_run"],
-        "best_epoch": ", ".join(str(m["best_epoch"]) for m in summary["members"].values()),
+        "best_epoch": summary["student"]["best_epoch"],
         "train_minutes": round(summary["train_seconds"] / 60, 2),
         "wall_minutes": round((time.perf_counter() - started) / 60, 2),
         "reviews_per_second": summary["train_reviews_per_second"],

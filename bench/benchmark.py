@@ -570,11 +570,16 @@ def main() -> int:
         report["throughput_ratio_vs_baseline"] = round(speed["pipeline"] / speed["baseline"], 2)
     report["reproduced"] = compare_with_committed(runs / "pipeline")
     report["targets"] = targets(report)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "report.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, markdown(report), args.out / "report")
     return 0
+
+
+def write_report(report: dict, text: str, stem: Path) -> None:
+    """``stem``.json (the figures) and ``stem``.md (the text), and the text on stdout."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    stem.with_suffix(".md").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

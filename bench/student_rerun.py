@@ -13,7 +13,6 @@ times, their ratio, and whether both pipelines' metrics/eval.json are the same b
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import subprocess
@@ -26,7 +25,13 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.benchmark import REPO_ROOT, init_project, machine, make_project  # noqa: E402
+from bench.benchmark import (  # noqa: E402
+    REPO_ROOT,
+    init_project,
+    machine,
+    make_project,
+    write_report,
+)
 
 KEPT = {"dvc.yaml", "params.yaml", "pyproject.toml", "stages", "src", "data", "plots"}
 SINGLE_STAGE_REV = "21313a5"  # 6 Dec: three (later two) teachers and the student in one stage
@@ -128,9 +133,7 @@ def main() -> int:
         runs / "single_train_stage/metrics/eval.json"
     ).read_bytes()
     report["eval_json"] = "the same bytes" if same else "different"
-    (args.out / "student-rerun.json").write_text(json.dumps(report, indent=2) + "\n")
-    (args.out / "student-rerun.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(report, markdown(report), args.out / "student-rerun")
     return 0
 
 

@@ -344,3 +344,27 @@ def test_the_profile_times_an_epoch_of_the_real_trainer(pipeline_run):
     variants = {"words only": {"pair_vocab_size": 0}}
     (row,) = training_profile.epoch_rows(pipeline_run / "data/prepared", 10, variants)
     assert row["case"] == "words only" and row["reviews"] == 10 and row["reviews_per_s"] > 0
+
+
+def test_the_student_rerun_report_gives_both_times_the_ratio_and_what_reran():
+    from bench import student_rerun
+
+    run = {"repro_s": 600.0, "student_experiment_s": 150.0, "repro_stages": [],
+           "student_experiment_stages": ["train", "evaluate"]}  # fmt: skip
+    report = {
+        "date": "2026-12-06 17:00 UTC", "command": "python bench/student_rerun.py",
+        "machine": {"cores": 2, "cpu": "AMD EPYC"}, "single_stage_rev": "21313a5",
+        "teacher_stages": run, "ratio": 0.3, "eval_json": "the same bytes",
+        "single_train_stage": {**run, "student_experiment_s": 500.0},
+    }  # fmt: skip
+    text = student_rerun.markdown(report)
+    assert "| teacher stages (this commit) | 10.0 | 2.5 | train, evaluate |" in text
+    assert "| one train stage (21313a5) | 10.0 | 8.3 | train, evaluate |" in text
+    assert "**0.3**" in text and "the same bytes" in text and "AMD EPYC" in text
+
+
+def test_write_report_writes_the_figures_and_the_text(tmp_path, capsys):
+    benchmark.write_report({"ratio": 0.3}, "# text\n", tmp_path / "out/student-rerun")
+    assert json.loads((tmp_path / "out/student-rerun.json").read_text()) == {"ratio": 0.3}
+    assert (tmp_path / "out/student-rerun.md").read_text() == "# text\n"
+    assert "# text" in capsys.readouterr().out

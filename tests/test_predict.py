@@ -199,18 +199,14 @@ def test_model_card_describes_the_network_of_its_params():
         "train.bidirectional": False,
         "train.pair_vocab_size": 50000,
         "train.triple_vocab_size": 0,
-        "train.ensemble_size": 3,
-        "train.distill": True,
+        "teachers.seeds": [42, 43, 44],
     }
     assert describe_architecture(params) == (
         "one-direction LSTM (1 x 64 units) over words and word pairs, distilled from 3 teachers"
     )
     single = {**params, "train.bidirectional": True, "train.pair_vocab_size": 0}
-    assert describe_architecture({**single, "train.ensemble_size": 1}) == (
+    assert describe_architecture({**single, "teachers.seeds": []}) == (
         "bidirectional LSTM (1 x 64 units) over words"
-    )
-    assert describe_architecture({**single, "train.distill": False}).endswith(
-        "average of 3 networks"
     )
 
 

@@ -222,6 +222,7 @@ def serve_command(args: argparse.Namespace) -> int:
         worker_healthcheck_s=args.worker_healthcheck_s,
         serve_while_loading=args.workers == 1,
         ui=not args.no_ui,
+        access_log=not args.no_access_log,
     )
     cpus = os.cpu_count() or 1
     if args.workers > cpus:
@@ -244,7 +245,7 @@ def serve_command(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         log_level="info",
-        access_log=not args.no_access_log,
+        access_log=False,  # the app logs each request as JSON instead (request_log.py)
         **uvicorn_options(settings),
     )
     return 0
@@ -364,7 +365,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --workers: seconds a worker may take to answer uvicorn's ping (model loading)",
     )
     serve.add_argument("--no-ui", action="store_true", help="API only, without the Gradio UI")
-    serve.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
+    serve.add_argument(
+        "--no-access-log", action="store_true", help="do not log a JSON line per request"
+    )
     serve.set_defaults(handler=serve_command)
     return parser
 

@@ -295,10 +295,8 @@ def describe_architecture(params: dict) -> str | None:
         f"{direction} LSTM ({layers} x {params['train.lstm_units']} units) "
         f"over {' and '.join(views)}"
     )
-    members = params.get("train.ensemble_size", 1)
-    if members > 1 and params.get("train.distill"):
-        return f"{line}, distilled from {members} teachers"
-    return f"{line}, an average of {members} networks" if members > 1 else line
+    teachers = len(params.get("teachers.seeds") or [])
+    return f"{line}, distilled from {teachers} teachers" if teachers else line
 
 
 def _matches_dvc_lock(model_path: Path, md5: str, root: Path, stages: dict | None) -> bool | None:
@@ -328,7 +326,7 @@ def _matches_dvc_lock(model_path: Path, md5: str, root: Path, stages: dict | Non
 def _training_params(root: Path, stages: dict | None) -> dict:
     if stages is not None:
         merged: dict = {}
-        for stage in ("preprocess", "train"):
+        for stage in ("preprocess", "train"):  # train's hold teachers.seeds too
             for values in stages.get(stage, {}).get("params", {}).values():
                 merged.update({key: value for key, value in values.items()})
         if merged:
@@ -338,7 +336,7 @@ def _training_params(root: Path, stages: dict | None) -> dict:
         document = yaml.safe_load(params.read_text()) or {}
         return {
             f"{section}.{key}": value
-            for section in ("preprocess", "train")
+            for section in ("preprocess", "teachers", "train")
             for key, value in (document.get(section) or {}).items()
         }
     return {}

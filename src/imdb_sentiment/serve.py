@@ -38,6 +38,7 @@ from imdb_sentiment.predict import (
     check_threshold,
     model_card,
 )
+from imdb_sentiment.request_log import REVIEWS_KEY, RequestLog, access_logger
 
 logger = logging.getLogger(__name__)
 UI_PATH = "/ui"
@@ -72,6 +73,7 @@ class ServerSettings:
     # loads. With several workers a loading worker must take none, or it 503s requests that a
     # ready worker beside it would answer; uvicorn opens a worker's socket after its startup.
     serve_while_loading: bool = True
+    access_log: bool = True  # one JSON line per request (request_log.py); never review texts
 
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
@@ -476,12 +478,14 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             )
 
     @app.post("/predict", response_model=PredictionOut)
-    async def predict(review: ReviewIn) -> Any:
+    async def predict(review: ReviewIn, request: Request) -> Any:
+        setattr(request.state, REVIEWS_KEY, 1)
         result = await predict_reviews([review.text])
         return result if isinstance(result, JSONResponse) else _out(result[0])
 
     @app.post("/predict/batch", response_model=BatchOut)
-    async def predict_batch(batch: BatchIn) -> Any:
+    async def predict_batch(batch: BatchIn, request: Request) -> Any:
+        setattr(request.state, REVIEWS_KEY, len(batch.texts))
         result = await predict_reviews(batch.texts)
         if isinstance(result, JSONResponse):
             return result
@@ -492,6 +496,8 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
 
         app = mount_ui(app, state, settings, UI_PATH)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: the 413s and 403s of BodySizeLimit get ids and log lines too.
+    app.add_middleware(RequestLog, logger=access_logger(settings.access_log))
     return app
 
 
