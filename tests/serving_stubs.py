@@ -1,8 +1,11 @@
-"""A stand-in Predictor for serving tests: records batches and holds each until released."""
+"""Serving-test helpers: a stand-in Predictor that records batches and holds each until
+released, and a reader of one sample of Prometheus' text format."""
 
 from __future__ import annotations
 
 import threading
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from imdb_sentiment.predict import Prediction
 
@@ -28,3 +31,12 @@ class BlockingPredictor:
         if self.fail is not None:
             raise self.fail
         return [Prediction(review, "positive", 0.9, 0.9, 1) for review in reviews]
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of Prometheus' text format (0 if absent)."""
+    for family in text_string_to_metric_families(text):
+        for found in family.samples:
+            if found.name == name and all(found.labels.get(k) == v for k, v in labels.items()):
+                return found.value
+    return 0.0

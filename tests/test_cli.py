@@ -11,9 +11,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from imdb_sentiment import cli
 from tests.conftest import free_port
+from tests.serving_stubs import sample
 
 
 @pytest.fixture(scope="module")
@@ -279,6 +281,14 @@ def test_two_worker_processes_each_load_the_model_and_answer(model):
         assert len(workers) >= 2  # uvicorn's two workers (and its resource tracker, if any)
         answering = _pids_answering_health(base, wanted=2, deadline=time.monotonic() + 120)
         assert len(answering) == 2 and answering <= {int(pid) for pid in workers}
+        # Whichever worker answers /metrics, it counts every worker's requests
+        # (prometheus-client's multiprocess mode), and each worker's loaded model once.
+        metrics = httpx.get(f"{base}/metrics", timeout=10).text
+        served = sample(metrics, "sentiment_requests_total", route="/predict", status="200")
+        assert served == 64
+        models = [s for f in text_string_to_metric_families(metrics) for s in f.samples
+                  if s.name == "sentiment_model_info"]  # fmt: skip
+        assert {int(s.labels["pid"]) for s in models} == answering
     finally:
         server.terminate()
         server.wait(60)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -201,6 +202,7 @@ def model_file(args: argparse.Namespace) -> Path:
 def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from imdb_sentiment import telemetry
     from imdb_sentiment.serve import (
         ServerSettings,
         create_app,
@@ -238,6 +240,9 @@ def serve_command(args: argparse.Namespace) -> int:
     )
     if args.workers > 1:
         os.environ.update(settings_to_environment(settings))
+        # Before the workers import prometheus-client: each then writes its metrics there.
+        folder = os.environ.get(telemetry.MULTIPROCESS_DIR) or tempfile.mkdtemp(prefix="metrics-")
+        telemetry.prepare_multiprocess_dir(Path(folder))
     uvicorn.run(
         app,
         factory=args.workers > 1,

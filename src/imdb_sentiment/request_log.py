@@ -43,10 +43,18 @@ def access_logger(enabled: bool) -> logging.Logger:
 
 
 class RequestLog:
-    """Adds X-Request-ID to every HTTP response and logs the request as one JSON line."""
+    """Adds X-Request-ID to every HTTP response, logs the request as one JSON line, and hands
+    its route, status and seconds to ``observe`` (the metrics)."""
 
-    def __init__(self, app: Callable, logger: logging.Logger) -> None:
-        self.app, self.logger = app, logger
+    def __init__(
+        self,
+        app: Callable,
+        logger: logging.Logger,
+        observe: Callable[[str, int, float], None] | None = None,
+        known_paths: frozenset[str] = frozenset(),
+    ) -> None:
+        self.app, self.logger, self.observe = app, logger, observe
+        self.known_paths = known_paths
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -68,7 +76,18 @@ class RequestLog:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            self._log(scope, rid, status, time.perf_counter() - started)
+            seconds = time.perf_counter() - started
+            self._log(scope, rid, status, seconds)
+            if self.observe is not None:
+                self.observe(self.route(scope), status, seconds)
+
+    def route(self, scope: dict) -> str:
+        """The route's template, as a label with few values: a request refused before routing
+        (413) keeps its path if the app has that route; anything else is "other"."""
+        matched = getattr(scope.get("route"), "path", None)
+        if matched is not None:
+            return matched
+        return scope["path"] if scope["path"] in self.known_paths else "other"
 
     def _log(self, scope: dict, rid: str, status: int, seconds: float) -> None:
         if not self.logger.isEnabledFor(logging.INFO):

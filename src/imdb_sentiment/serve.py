@@ -25,10 +25,11 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from imdb_sentiment import telemetry
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
     NO_KNOWN_WORDS,
@@ -177,6 +178,7 @@ class MicroBatcher:
             )
         future = asyncio.get_running_loop().create_future()
         self.queued_reviews += len(reviews)
+        telemetry.QUEUED.set(self.queued_reviews)
         self.queue.put_nowait((reviews, future))
         # wait_for cancels the future on time-out, which marks the job for the worker to drop
         return await asyncio.wait_for(future, timeout_s)
@@ -215,6 +217,7 @@ class MicroBatcher:
 
     def _count_out(self, job: Job) -> Job:
         self.queued_reviews -= len(job[0])
+        telemetry.QUEUED.set(self.queued_reviews)
         return job
 
     async def _run(self) -> None:
@@ -229,6 +232,7 @@ class MicroBatcher:
         if not jobs:
             return
         reviews = [review for job, _ in jobs for review in job]
+        telemetry.BATCH_SIZE.observe(len(reviews))
         try:
             results = await asyncio.to_thread(self.predictor.predict, reviews, self.threshold)
         except Exception as error:  # noqa: BLE001 - handed to every waiting request
@@ -383,6 +387,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             state["predictor"] = predictor
             card = model_card(settings.model_path, source=predictor.source)
             state["card"] = {**card, "kernel": predictor.kernel}
+            telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)
             # The loaded TensorFlow/Keras objects never die; without this every full garbage
             # collection walks them all (tens of ms), and request traffic triggers many.
             gc.collect()
@@ -413,6 +418,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         await starter
         if "batcher" in state:
             await state["batcher"].close()
+        telemetry.process_ended(os.getpid())
 
     app = FastAPI(
         title="IMDB sentiment",
@@ -477,6 +483,11 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
                 {"detail": "prediction failed; see the server log"}, status_code=500
             )
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        """Prometheus' text format: requests, latency, batch sizes, queue, refusals, model."""
+        return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
+
     @app.post("/predict", response_model=PredictionOut)
     async def predict(review: ReviewIn, request: Request) -> Any:
         setattr(request.state, REVIEWS_KEY, 1)
@@ -496,8 +507,14 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
 
         app = mount_ui(app, state, settings, UI_PATH)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Added last, so outermost: the 413s and 403s of BodySizeLimit get ids and log lines too.
-    app.add_middleware(RequestLog, logger=access_logger(settings.access_log))
+    # Added last, so outermost: the 413s and 403s of BodySizeLimit get ids, log lines, metrics.
+    paths = frozenset(getattr(route, "path", "") for route in app.routes)
+    app.add_middleware(
+        RequestLog,
+        logger=access_logger(settings.access_log),
+        observe=telemetry.observe_request,
+        known_paths=paths,
+    )
     return app
 
 
