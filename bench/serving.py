@@ -15,6 +15,9 @@
    over: the API's latency under UI load.
 5. with --workers 1,2, the API load test again against `sentiment serve --workers N` for
    each N, one server after another, in the same run.
+6. with --overhead, the API load test against a server with its JSON access log and
+   Prometheus metrics on, beside the plain one of 3 (both off), alternating plain and
+   instrumented --overhead-rounds times: what the observability costs (p99, requests/s).
 Writes bench/serving.json and prints a markdown table.
 """
 
@@ -164,11 +167,16 @@ def ui_clicker(base: str, review: str) -> Iterator[dict]:
         thread.join(60)
 
 
-def start_server(model: Path, ui: bool = False, workers: int = 1) -> tuple[subprocess.Popen, str]:
+def start_server(
+    model: Path, ui: bool = False, workers: int = 1, instrumented: bool = False
+) -> tuple[subprocess.Popen, str]:
+    """``sentiment serve`` on a free port of 127.0.0.1; the access log (to nowhere) and
+    /metrics only if ``instrumented``."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve", "--no-access-log"]
+    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve"]
+    command += [] if instrumented else ["--no-access-log", "--no-metrics"]
     command += ["--model", str(model), "--port", str(port), "--workers", str(workers)]
     command += [] if ui else ["--no-ui"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -183,6 +191,33 @@ def start_server(model: Path, ui: bool = False, workers: int = 1) -> tuple[subpr
         time.sleep(0.2)
     server.kill()
     raise SystemExit("server did not become ready in 120 s")
+
+
+def observability_overhead(model: Path, load_test, rounds: int) -> dict:
+    """The API load test with the access log and metrics off, then on, ``rounds`` times in
+    turn (so that drift of the machine falls on both); the ratios of their medians."""
+    runs: dict[str, list[dict]] = {"off": [], "on": []}
+    for _ in range(rounds):
+        for name in runs:
+            server, base = start_server(model, instrumented=name == "on")
+            try:
+                runs[name].append(load_test(base))
+            finally:
+                server.terminate()
+                server.wait(30)
+    median = {
+        name: {
+            k: statistics.median(r[k] for r in results) for k in ("p99_ms", "requests_per_second")
+        }
+        for name, results in runs.items()
+    }
+    return {
+        "runs": runs,
+        "p99_ratio": round(median["on"]["p99_ms"] / median["off"]["p99_ms"], 3),
+        "throughput_ratio": round(
+            median["on"]["requests_per_second"] / median["off"]["requests_per_second"], 3
+        ),
+    }
 
 
 def main() -> int:
@@ -206,6 +241,8 @@ def main() -> int:
         type=lambda text: [int(n) for n in text.split(",")],
         help="also repeat the API load test with these worker counts, for example 1,2",
     )
+    parser.add_argument("--overhead", action="store_true", help="access log + metrics vs off")
+    parser.add_argument("--overhead-rounds", type=int, default=2)
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench/serving.json")
     args = parser.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -244,6 +281,8 @@ def main() -> int:
         finally:
             server.terminate()
             server.wait(60)
+    if args.overhead:
+        report["overhead"] = observability_overhead(args.model, load_test, args.overhead_rounds)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     ip = report["in_process"]
     rows = [
@@ -277,6 +316,14 @@ def main() -> int:
                 f"UI clicks meanwhile ({ui['review_words']}-word review)",
                 f"{ui['clicks']} clicks, {ui['errors']} errors, "
                 f"median {ui['median_click_seconds']} s",
+            )
+        )
+    if "overhead" in report:
+        cost = report["overhead"]
+        rows.append(
+            (
+                "access log + metrics on / off (medians of the rounds)",
+                f"p99 x{cost['p99_ratio']}, requests/s x{cost['throughput_ratio']}",
             )
         )
     print("| measure | value |\n|---|---|")

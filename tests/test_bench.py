@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -368,3 +369,31 @@ def test_write_report_writes_the_figures_and_the_text(tmp_path, capsys):
     assert json.loads((tmp_path / "out/student-rerun.json").read_text()) == {"ratio": 0.3}
     assert (tmp_path / "out/student-rerun.md").read_text() == "# text\n"
     assert "# text" in capsys.readouterr().out
+
+
+def test_the_overhead_alternates_plain_and_instrumented_servers_and_divides_medians(
+    monkeypatch,
+):
+    started = []
+
+    class Server:
+        def terminate(self) -> None: ...
+
+        def wait(self, seconds: float) -> None: ...
+
+    def start(model, instrumented=False, **_):
+        started.append(instrumented)
+        return Server(), "on" if instrumented else "off"
+
+    figures = iter([(10, 100), (12, 90), (10, 120), (14, 90)])  # off, on, off, on
+
+    def load_test(base: str) -> dict:
+        p99, rate = next(figures)
+        return {"p99_ms": p99, "requests_per_second": rate, "server": base}
+
+    monkeypatch.setattr(serving, "start_server", start)
+    cost = serving.observability_overhead(Path("m.keras"), load_test, rounds=2)
+    assert started == [False, True, False, True]
+    assert [r["server"] for r in cost["runs"]["on"]] == ["on", "on"]
+    assert cost["p99_ratio"] == round(13 / 10, 3)  # medians: on 13 ms, off 10 ms
+    assert cost["throughput_ratio"] == round(90 / 110, 3)

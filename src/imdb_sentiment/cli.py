@@ -225,6 +225,7 @@ def serve_command(args: argparse.Namespace) -> int:
         serve_while_loading=args.workers == 1,
         ui=not args.no_ui,
         access_log=not args.no_access_log,
+        metrics=not args.no_metrics,
     )
     cpus = os.cpu_count() or 1
     if args.workers > cpus:
@@ -373,6 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--no-access-log", action="store_true", help="do not log a JSON line per request"
     )
+    serve.add_argument("--no-metrics", action="store_true", help="no Prometheus /metrics")
     serve.set_defaults(handler=serve_command)
     return parser
 

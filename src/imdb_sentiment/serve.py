@@ -75,6 +75,7 @@ class ServerSettings:
     # ready worker beside it would answer; uvicorn opens a worker's socket after its startup.
     serve_while_loading: bool = True
     access_log: bool = True  # one JSON line per request (request_log.py); never review texts
+    metrics: bool = True  # Prometheus metrics at /metrics (telemetry.py)
 
     def __post_init__(self) -> None:
         # Checked here, not only in the CLI: a bad limit would otherwise fail every request later
@@ -152,8 +153,10 @@ class MicroBatcher:
         max_batch: int,
         max_wait_s: float = 0.002,
         max_queued_reviews: int = 4096,
+        metrics: bool = True,
     ) -> None:
         self.predictor, self.threshold, self.max_batch = predictor, threshold, max_batch
+        self.metrics = metrics
         self.max_wait_s, self.max_queued_reviews = max_wait_s, max_queued_reviews
         self.queue: asyncio.Queue[Job] = asyncio.Queue()
         self.queued_reviews = 0
@@ -178,7 +181,7 @@ class MicroBatcher:
             )
         future = asyncio.get_running_loop().create_future()
         self.queued_reviews += len(reviews)
-        telemetry.QUEUED.set(self.queued_reviews)
+        self._count_queued()
         self.queue.put_nowait((reviews, future))
         # wait_for cancels the future on time-out, which marks the job for the worker to drop
         return await asyncio.wait_for(future, timeout_s)
@@ -217,8 +220,12 @@ class MicroBatcher:
 
     def _count_out(self, job: Job) -> Job:
         self.queued_reviews -= len(job[0])
-        telemetry.QUEUED.set(self.queued_reviews)
+        self._count_queued()
         return job
+
+    def _count_queued(self) -> None:
+        if self.metrics:
+            telemetry.QUEUED.set(self.queued_reviews)
 
     async def _run(self) -> None:
         while True:
@@ -232,7 +239,8 @@ class MicroBatcher:
         if not jobs:
             return
         reviews = [review for job, _ in jobs for review in job]
-        telemetry.BATCH_SIZE.observe(len(reviews))
+        if self.metrics:
+            telemetry.BATCH_SIZE.observe(len(reviews))
         try:
             results = await asyncio.to_thread(self.predictor.predict, reviews, self.threshold)
         except Exception as error:  # noqa: BLE001 - handed to every waiting request
@@ -387,7 +395,8 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             state["predictor"] = predictor
             card = model_card(settings.model_path, source=predictor.source)
             state["card"] = {**card, "kernel": predictor.kernel}
-            telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)
+            if settings.metrics:
+                telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)
             # The loaded TensorFlow/Keras objects never die; without this every full garbage
             # collection walks them all (tens of ms), and request traffic triggers many.
             gc.collect()
@@ -409,6 +418,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
                     settings.max_batch,
                     settings.batch_wait_ms / 1000,
                     settings.max_queued_reviews,
+                    settings.metrics,
                 )
 
         starter = asyncio.create_task(start_batcher())
@@ -483,10 +493,12 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
                 {"detail": "prediction failed; see the server log"}, status_code=500
             )
 
-    @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
-        """Prometheus' text format: requests, latency, batch sizes, queue, refusals, model."""
-        return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
+    if settings.metrics:
+
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus' text format: requests, latency, batch sizes, queue, refusals, model."""
+            return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
 
     @app.post("/predict", response_model=PredictionOut)
     async def predict(review: ReviewIn, request: Request) -> Any:
@@ -512,7 +524,7 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
     app.add_middleware(
         RequestLog,
         logger=access_logger(settings.access_log),
-        observe=telemetry.observe_request,
+        observe=telemetry.observe_request if settings.metrics else None,
         known_paths=paths,
     )
     return app
