@@ -117,7 +117,11 @@ def serving(app: object, **config: object) -> Iterator[str]:
     """``app`` under uvicorn on 127.0.0.1 in a thread; yields its base URL once /ready is 200."""
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", **config)
+        # log_config=None: uvicorn's own dictConfig would close every logging handler of this
+        # process, and absl's closes its stream, which can be pytest's capture of an earlier test.
+        uvicorn.Config(
+            app, host="127.0.0.1", port=port, log_level="warning", log_config=None, **config
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

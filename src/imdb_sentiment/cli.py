@@ -203,6 +203,7 @@ def serve_command(args: argparse.Namespace) -> int:
     import uvicorn
 
     from imdb_sentiment import telemetry
+    from imdb_sentiment.request_log import log_to_stderr
     from imdb_sentiment.serve import (
         ServerSettings,
         create_app,
@@ -239,6 +240,7 @@ def serve_command(args: argparse.Namespace) -> int:
     app: object = (
         create_app(settings) if args.workers == 1 else "imdb_sentiment.serve:app_from_environment"
     )
+    log_to_stderr()
     if args.workers > 1:
         os.environ.update(settings_to_environment(settings))
         # Before the workers import prometheus-client: each then writes its metrics there.

@@ -31,15 +31,21 @@ def request_id(headers: list[tuple[bytes, bytes]]) -> str:
 
 
 def access_logger(enabled: bool) -> logging.Logger:
-    """The access logger, writing bare JSON lines to stderr (once per process), or silent."""
+    """The access logger, on or silent. Where its lines go is the process's choice: the
+    ``sentiment serve`` command sends them to stderr (:func:`log_to_stderr`)."""
     logger = logging.getLogger(LOGGER)
-    logger.propagate = False
+    logger.propagate = False  # the JSON lines only, not again through the root logger
     logger.setLevel(logging.INFO if enabled else logging.CRITICAL + 1)
-    if enabled and not logger.handlers:
+    return logger
+
+
+def log_to_stderr() -> None:
+    """Write the access log's lines, bare, to stderr (once per process)."""
+    logger = logging.getLogger(LOGGER)
+    if not logger.handlers:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(message)s"))
         logger.addHandler(handler)
-    return logger
 
 
 class RequestLog:

@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from imdb_sentiment import telemetry
+from imdb_sentiment import open_inference, telemetry
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
     NO_KNOWN_WORDS,
@@ -39,7 +39,7 @@ from imdb_sentiment.predict import (
     check_threshold,
     model_card,
 )
-from imdb_sentiment.request_log import REVIEWS_KEY, RequestLog, access_logger
+from imdb_sentiment.request_log import REVIEWS_KEY, RequestLog, access_logger, log_to_stderr
 
 logger = logging.getLogger(__name__)
 UI_PATH = "/ui"
@@ -327,7 +327,9 @@ class BodySizeLimit:
 
     async def _reject(self, scope: dict, receive: Callable, send: Callable) -> None:
         detail = f"request body over {self.max_bytes} bytes"
-        await JSONResponse({"detail": detail}, status_code=413)(scope, receive, send)
+        # The Open Inference Protocol's clients read errors from an "error" key
+        key = "error" if route_path(scope).startswith(open_inference.PREFIX) else "detail"
+        await JSONResponse({key: detail}, status_code=413)(scope, receive, send)
 
 
 def route_path(scope: dict) -> str:
@@ -369,6 +371,7 @@ def app_from_environment() -> FastAPI:
     fields = json.loads(os.environ[SETTINGS_VARIABLE])
     fields["model_path"] = Path(fields["model_path"])
     fields["warm_up_batch_sizes"] = tuple(fields["warm_up_batch_sizes"])
+    log_to_stderr()
     return create_app(ServerSettings(**fields))
 
 
@@ -513,6 +516,15 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         if isinstance(result, JSONResponse):
             return result
         return {"predictions": [_out(p) for p in result]}
+
+    open_inference.add_routes(
+        app,
+        predict_reviews,
+        serving,
+        lambda: (state["card"] or {}).get("sha256"),
+        settings.max_batch,
+        settings.max_text_chars,
+    )
 
     if settings.ui:
         from imdb_sentiment.ui import mount_ui
