@@ -73,7 +73,7 @@ def test_a_teachers_scores_are_its_own_models_probabilities(pipeline_run):
         np.testing.assert_allclose(scores, expected, atol=1e-6)
 
 
-def test_average_teachers_sums_in_float32_like_keras_average():
+def test_average_teachers_sums_in_float32_in_order():
     first = np.array([0.1, 0.7], np.float32)
     second = np.array([0.4, 0.2], np.float64)
     averaged = training.average_teachers([first, second])

@@ -220,8 +220,11 @@ def train_student(
 
 
 def average_teachers(scores: Sequence[np.ndarray]) -> np.ndarray:
-    """The teachers' mean P(positive), summed in order in float32 (as Keras' Average layer
-    does, which averaged the teachers when they trained in one process)."""
+    """The teachers' mean P(positive), summed in order in float32.
+
+    When one stage trained every teacher, the serving kernel averaged them in float64 before
+    rounding; each teacher's saved scores are float32 now, so the targets can differ from then
+    by one float32 step (6e-8) on some reviews (docs/accuracy-journal.md)."""
     total = np.asarray(scores[0], dtype=np.float32)
     for more in scores[1:]:
         total = total + np.asarray(more, dtype=np.float32)
