@@ -114,7 +114,7 @@ def test_a_first_dvc_repro_runs_every_stage_and_a_second_runs_none(trained_proje
     assert "accuracy" in project.run("dvc", "metrics", "show")
     # Each teacher's validation figures sit beside the student's and the test set's.
     shown = json.loads(project.run("dvc", "metrics", "show", "--json"))
-    files = shown["workspace"]["data"]
+    files = next(iter(shown.values()))["data"]  # the workspace's (DVC names it "")
     for member in ("student", *(f"teacher-{seed}" for seed in DVC_TEACHERS)):
         figures = files[f"dvclive/{member}/metrics.json"]["data"]
         assert 0 <= figures["best_val_accuracy"] <= 1 and figures["best_epoch"] >= 1, member

@@ -78,9 +78,10 @@ def test_a_multiprocess_folder_is_emptied_and_named_for_the_workers(tmp_path, mo
     folder = tmp_path / "metrics"
     folder.mkdir()
     (folder / "counter_123.db").write_bytes(b"an earlier server's counts")
-    monkeypatch.delenv(telemetry.MULTIPROCESS_DIR, raising=False)
+    monkeypatch.setenv(telemetry.MULTIPROCESS_DIR, "restored after the test")
     assert telemetry.prepare_multiprocess_dir(folder) == folder
     assert list(folder.iterdir()) == [] and os.environ[telemetry.MULTIPROCESS_DIR] == str(folder)
+    assert not telemetry.MULTIPROCESS  # this process keeps its own registry: it was set too late
 
 
 @pytest.mark.integration

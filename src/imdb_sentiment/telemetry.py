@@ -26,6 +26,10 @@ from prometheus_client import (
 )
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+# prometheus-client picks its storage once, at its import: decided the same way, once, here,
+# so that a variable set later in this process (by `sentiment serve` for its workers) cannot
+# make /metrics read a folder this process never wrote to.
+MULTIPROCESS = bool(os.environ.get(MULTIPROCESS_DIR))
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 REJECTED_STATUSES = {413: "body too large", 503: "busy or not ready", 504: "past its deadline"}
 
@@ -70,7 +74,7 @@ def prepare_multiprocess_dir(folder: Path) -> Path:
 
 def exposition() -> bytes:
     """The metrics in Prometheus' text format: this process's, or every worker's merged."""
-    if not os.environ.get(MULTIPROCESS_DIR):
+    if not MULTIPROCESS:
         return generate_latest(REGISTRY)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
@@ -90,5 +94,5 @@ def model_loaded(sha256: str, kernel: str) -> None:
 
 def process_ended(pid: int) -> None:
     """A worker's last call: its live gauges (queue, model) leave the merged figures."""
-    if os.environ.get(MULTIPROCESS_DIR):
+    if MULTIPROCESS:
         multiprocess.mark_process_dead(pid)
