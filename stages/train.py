@@ -6,7 +6,8 @@ data/teachers/<seed>.npz; the labels if there are none), blended with weight
 (data/linear_baseline/out_of_fold.npz). It reads the train section of params.yaml, and the
 seed list only to know which teachers to read.
 
-Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in),
+Saves models/classifier.keras (int ids in), models/end_to_end.keras (raw strings in) and
+models/sentiment/1 (a TensorFlow SavedModel of the raw-text model; :mod:`imdb_sentiment.export`),
 metrics/train.json, and each epoch's figures in dvclive/student/ as the epoch ends (DVCLive).
 The orchestration lives in :mod:`imdb_sentiment.training`.
 """
@@ -30,9 +31,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment import dataset, distribute, live, text, training
+from imdb_sentiment import dataset, distribute, export, live, text, training
 from imdb_sentiment.fileio import atomic_directory, write_json
-from imdb_sentiment.model import build_end_to_end, save_model
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError, load_stage_params, run_stage
 
 PREPARED_DIR = Path("data/prepared")
@@ -41,8 +41,6 @@ LINEAR_SCORES = Path("data/linear_baseline/out_of_fold.npz")
 MODELS_DIR = Path("models")
 METRICS_FILE = Path("metrics/train.json")
 LIVE_DIR = Path("dvclive/student")
-CLASSIFIER_FILE = "classifier.keras"
-END_TO_END_FILE = "end_to_end.keras"
 SECTION = "train"
 Params = training.StudentParams
 
@@ -127,8 +125,7 @@ def run(
     live.finish(logger, {"val_accuracy": summary["val_accuracy"], **summary["student"]})
     if placement.writes_outputs:  # the chief writes; the other workers leave no trace
         with atomic_directory(models_dir) as scratch:
-            save_model(result.classifier, scratch / CLASSIFIER_FILE)
-            save_model(build_end_to_end(encoder, result.classifier), scratch / END_TO_END_FILE)
+            export.write_models(result.classifier, encoder, scratch)
         write_json(metrics_file, summary)
     return summary
 

@@ -144,3 +144,28 @@ def test_a_model_smaller_than_its_encoder_is_refused_on_load(tmp_path) -> None:
     end_to_end.save(path)
     with pytest.raises(predict.ModelError, match="mismatched.keras.*word embedding has"):
         predict.Predictor.load(path)
+
+
+def test_the_kernel_runs_from_a_description_and_declines_one_that_does_not_fit() -> None:
+    classifier = random_classifier("mean_max")
+    described = model.network_description(classifier)
+    ids = id_rows()
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(
+        lstm_kernel.compile_lstm_scorer(classifier, architecture=described)(ids),
+        expected,
+        atol=1e-5,
+    )
+    view = described["members"][0]["views"][0]
+    for wrong in ({"lstm_units": 7}, {"embedding_rows": VOCAB + 1}, {"pooling": "max"}):
+        misfit = {"members": [{"member": None, "views": [{**view, **wrong}]}]}
+        assert lstm_kernel.compile_lstm_scorer(classifier, architecture=misfit) is None, wrong
+    missing = {"members": [{"member": "no_such_layer", "views": [view]}]}
+    assert lstm_kernel.compile_lstm_scorer(classifier, architecture=missing) is None
+
+
+def test_no_module_walks_keras_private_graph() -> None:
+    from pathlib import Path
+
+    sources = Path(lstm_kernel.__file__).parent.glob("*.py")
+    assert not [path.name for path in sources if "_inbound_nodes" in path.read_text()]

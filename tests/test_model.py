@@ -150,15 +150,6 @@ def test_a_review_with_no_tokens_gets_a_finite_probability(pooling):
     assert np.isfinite(probability).all() and 0 < probability[0, 0] < 1
 
 
-def test_masked_pooling_values():
-    inputs = np.array([[[1.0, -5.0], [3.0, -1.0], [9.0, 9.0]]], np.float32)
-    mask = np.array([[True, True, False]])
-    assert model.MaskedPooling1D("max")(inputs, mask=mask).numpy().tolist() == [[3.0, -1.0]]
-    assert model.MaskedPooling1D("mean")(inputs, mask=mask).numpy().tolist() == [[2.0, -3.0]]
-    empty = np.zeros((1, 3), bool)
-    assert model.MaskedPooling1D("mean")(inputs, mask=empty).numpy().tolist() == [[0.0, 0.0]]
-
-
 def test_unknown_pooling_is_refused():
     with pytest.raises(ValueError, match="pooling must be one of"):
         model.build_classifier(50, 8, 4, 1, False, 0.0, "median")
@@ -300,3 +291,60 @@ def test_decay_steps_make_the_rate_fall_linearly_to_zero():
     assert [round(float(rate(step)), 6) for step in (0, 5, 10, 20)] == [0.01, 0.005, 0.0, 0.0]
     model.compile_classifier(classifier, 0.01, 1.0)
     assert float(classifier.optimizer.learning_rate) == pytest.approx(0.01)
+
+
+def test_the_network_description_names_members_views_sizes_and_pooling():
+    classifier, _, _ = multi_view((2, 3))
+    view = {"embedding_rows": 22, "lstm_units": 3, "lstm_layers": 1, "pooling": "mean_max"}
+    assert model.network_description(classifier) == {
+        "members": [
+            {
+                "member": None,
+                "views": [
+                    {"branch": "words", "ngrams": None, "n": 1, **view, "embedding_rows": 30},
+                    {"branch": "pairs", "ngrams": "word_pairs", "n": 2, **view},
+                    {"branch": "triples", "ngrams": "word_triples", "n": 3, **view},
+                ],
+            }
+        ]
+    }
+    plain = [model.build_classifier(30, 4, 5, 1, False, 0.0, "max", name=f"m{n}") for n in (1, 2)]
+    single = {"branch": None, "ngrams": None, "n": 1, "embedding_rows": 30, "lstm_units": 5}
+    single |= {"lstm_layers": 1, "pooling": "max"}
+    assert model.network_description(plain[0]) == {"members": [{"member": None, "views": [single]}]}
+    ensemble = model.network_description(model.average_members(plain))
+    assert ensemble == {"members": [{"member": m, "views": [single]} for m in ("m1", "m2")]}
+    stacked = model.build_classifier(30, 4, 5, 2, True, 0.0, "last")
+    assert model.network_description(stacked)["members"][0]["views"][0]["pooling"] == "last"
+
+
+def test_a_model_nesting_others_some_other_way_has_no_description():
+    inner = model.build_classifier(30, 4, 3, 1, False, 0.0, "max")
+    ids = keras.Input(shape=(None,), dtype="int32")
+    wrapped = keras.Model(ids, keras.layers.Dense(1)(inner(ids)))
+    assert model.network_description(wrapped) is None
+
+
+def test_save_model_stores_the_description_and_keras_still_loads_the_file(tmp_path):
+    classifier, _, x = multi_view((2,))
+    description = model.network_description(classifier)
+    model.save_model(classifier, tmp_path / "described.keras", description)
+    with zipfile.ZipFile(tmp_path / "described.keras") as saved:
+        assert model.saved_architecture(saved) == description
+    reloaded = model.load_model(tmp_path / "described.keras")
+    np.testing.assert_allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)
+    model.save_model(classifier, tmp_path / "plain.keras")
+    with zipfile.ZipFile(tmp_path / "plain.keras") as saved:
+        assert model.saved_architecture(saved) is None
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [(b"{not json", "architecture.json is not JSON"), (b'{"views": []}', "no list of members")],
+)
+def test_a_broken_description_is_named(tmp_path, entry, message):
+    path = tmp_path / "broken.keras"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr(model.ARCHITECTURE_ENTRY, entry)
+    with zipfile.ZipFile(path) as archive, pytest.raises(ValueError, match=message):
+        model.saved_architecture(archive)

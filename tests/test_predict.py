@@ -260,3 +260,24 @@ def test_an_archive_member_over_the_size_cap_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(predict_module, "MAX_MODEL_MEMBER_BYTES", 1_000)
     with pytest.raises(ModelError, match="model.weights.h5 unpacks to 5,000 bytes"):
         Predictor.load(path)
+
+
+def test_the_served_kernel_runs_from_the_description_saved_in_the_file(model_path, tmp_path):
+    with zipfile.ZipFile(model_path) as saved:
+        described = json.loads(saved.read("architecture.json"))
+        entries = {info.filename: saved.read(info) for info in saved.infolist()}
+    assert [view["branch"] for view in described["members"][0]["views"]] == ["words", "pairs"]
+    served = Predictor.load(model_path)
+    assert served.kernel == "numba"
+    # A description that names a layer the model lacks: Keras scores it, the same numbers.
+    described["members"][0]["views"][1]["branch"] = "no_such_branch"
+    entries["architecture.json"] = json.dumps(described).encode()
+    tampered = tmp_path / "tampered.keras"
+    with zipfile.ZipFile(tampered, "w") as archive:
+        for name, data in entries.items():
+            archive.writestr(name, data)
+    fallback = Predictor.load(tampered)
+    assert fallback.kernel == "keras"
+    np.testing.assert_allclose(
+        fallback.probabilities(REVIEWS), served.probabilities(REVIEWS), atol=1e-5
+    )

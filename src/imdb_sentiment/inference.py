@@ -44,12 +44,16 @@ def scorer(model: keras.Model, max_length: int, word_vocab_size: int | None = No
 
 
 def select_scorer(
-    model: keras.Model, max_length: int, word_vocab_size: int | None = None
+    model: keras.Model,
+    max_length: int,
+    word_vocab_size: int | None = None,
+    architecture: dict | None = None,
 ) -> tuple[str, Scorer]:
     """:func:`scorer` with the name of the path it chose: "numba" (the LSTM kernel) or "keras".
 
-    ``word_vocab_size`` (the encoder's, where known) is checked against the kernel's tables."""
-    kernel = compile_lstm_scorer(model, word_vocab_size)
+    ``word_vocab_size`` (the encoder's, where known) is checked against the kernel's tables;
+    ``architecture``: the description saved with the model (None: read from the model)."""
+    kernel = compile_lstm_scorer(model, word_vocab_size, architecture)
     return ("numba", kernel) if kernel else ("keras", keras_scorer(model, max_length))
 
 

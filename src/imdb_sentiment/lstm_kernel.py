@@ -26,7 +26,8 @@ import keras
 import numba
 import numpy as np
 
-from imdb_sentiment.model import MaskedPooling1D, ensemble_members, view_branches
+from imdb_sentiment.layers import MaskedPooling1D
+from imdb_sentiment.model import branch_pooling, network_description, resolve_views
 from imdb_sentiment.ngrams import ngram_ids
 from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
 from imdb_sentiment.text import PAD_ID
@@ -121,7 +122,7 @@ def lstm_weights(classifier: keras.Model) -> dict | None:
         or config["go_backwards"]
     ):
         return None
-    pooling = _pooling_of(layers, config["return_sequences"])
+    pooling = branch_pooling(classifier)
     if pooling is None:
         return None
     embedding = layers[0].get_weights()[0]
@@ -140,15 +141,8 @@ def _pools(layer: keras.layers.Layer) -> bool:
     return isinstance(layer, MaskedPooling1D)
 
 
-def _pooling_of(layers: list, return_sequences: bool) -> str | None:
-    modes = [layer.mode for layer in layers if _pools(layer)]
-    if not return_sequences:
-        return "last" if not modes else None
-    return {("max",): "max", ("mean",): "mean", ("max", "mean"): "mean_max"}.get(tuple(modes))
-
-
 def compile_lstm_scorer(
-    classifier: keras.Model, word_vocab_size: int | None = None
+    classifier: keras.Model, word_vocab_size: int | None = None, architecture: dict | None = None
 ) -> Callable[[np.ndarray], np.ndarray] | None:
     """An ids -> P(positive) function running the kernel, or None if the model does not fit.
 
@@ -161,8 +155,16 @@ def compile_lstm_scorer(
     have a row for each id that can reach it (``word_vocab_size``: the encoder's ids 0 ..
     size-1; each n-gram layer's ids), and each call checks its word ids against the tables:
     a mismatched model raises :class:`KernelMismatch` instead of reading out of bounds.
+
+    ``architecture``: the model's :func:`~imdb_sentiment.model.network_description`, as saved
+    beside it; None describes the model now. A description that does not fit the model
+    (a layer it names is missing, or of other sizes) leaves the model to Keras.
     """
-    members = [_kernel_branches(member) for member in ensemble_members(classifier) or []]
+    architecture = architecture or network_description(classifier)
+    try:
+        members = [_kernel_branches(classifier, m) for m in (architecture or {}).get("members", [])]
+    except (KeyError, TypeError, ValueError):
+        return None
     if not members or any(branches is None for branches in members):
         return None
     branches = [(to_ids, weights) for member in members for to_ids, weights, _ in member]
@@ -204,22 +206,17 @@ class KernelMismatch(ValueError):
 KernelBranch = tuple[Callable | None, dict, int | None]
 
 
-def _kernel_branches(member: keras.Model) -> list[KernelBranch] | None:
-    """The LSTM branches of one member, or None if the kernel cannot run it."""
-    weights = lstm_weights(member)
-    if weights is not None:
-        return [(None, weights, None)]
-    views = view_branches(member)
-    if views is None:
-        return None
+def _kernel_branches(classifier: keras.Model, member: dict) -> list[KernelBranch] | None:
+    """The LSTM branches of one described member, or None if the kernel cannot run them."""
+    views = resolve_views(classifier, member)
     words_needed = {layer.word_vocab_size for layer, _ in views if layer is not None}
     branches: list[KernelBranch] = []
-    for ngrams, branch in views:
+    for (ngrams, branch), described in zip(views, member["views"], strict=True):
         weights = lstm_weights(branch)
-        if weights is None:
+        if weights is None or not _matches(weights, described):
             return None
         if ngrams is None:  # the words branch reads the ids as they are
-            branches.append((None, weights, max(words_needed)))
+            branches.append((None, weights, max(words_needed, default=None)))
             continue
         to_ngram_ids = functools.partial(
             ngram_ids,
@@ -229,6 +226,16 @@ def _kernel_branches(member: keras.Model) -> list[KernelBranch] | None:
         )
         branches.append((to_ngram_ids, weights, ngrams.vocab_size))
     return branches
+
+
+def _matches(weights: dict, described: dict) -> bool:
+    """The weights read from a branch have the sizes and pooling its description gives."""
+    rows, units = len(weights["gate_table"]), weights["recurrent"].shape[0]
+    return (rows, units, weights["pooling"]) == (
+        described["embedding_rows"],
+        described["lstm_units"],
+        POOLING_CODES.get(described["pooling"]),
+    )
 
 
 def _check_table_rows(members: list[list[KernelBranch]], word_vocab_size: int | None) -> int:

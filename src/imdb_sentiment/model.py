@@ -15,49 +15,11 @@ import numpy as np
 import tensorflow as tf
 
 from imdb_sentiment.hoisted_lstm import HoistedLSTM
+from imdb_sentiment.layers import MaskedPooling1D
 from imdb_sentiment.malloc import reuse_large_buffers
 from imdb_sentiment.ngrams import NAMES, WordNgrams
 from imdb_sentiment.rowwise_adam import RowwiseAdam, RowwiseEMASwap
 from imdb_sentiment.text import PAD_ID, TextEncoder
-
-
-@keras.saving.register_keras_serializable(package="imdb_sentiment")
-class MaskedPooling1D(keras.layers.Layer):
-    """Max or mean over the real (unmasked) steps only; a review with no steps pools to 0.
-
-    Keras' GlobalMaxPooling1D ignores the mask, so padding would take part in the max and a
-    review would score differently padded or trimmed; its masked average divides by zero for
-    a review with no tokens at all (e.g. only punctuation).
-    """
-
-    def __init__(self, mode: str = "max", **kwargs: object) -> None:
-        super().__init__(**kwargs)
-        if mode not in ("max", "mean"):
-            raise ValueError(f"mode must be 'max' or 'mean', got {mode!r}")
-        self.mode = mode
-        self.supports_masking = True
-
-    def call(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> tf.Tensor:
-        if mask is None:
-            mask = keras.ops.ones(keras.ops.shape(inputs)[:2], dtype="bool")
-        keep = keras.ops.expand_dims(mask, -1)
-        if self.mode == "max":
-            pooled = keras.ops.max(keras.ops.where(keep, inputs, -1e9), axis=1)
-        else:
-            weights = keras.ops.cast(keep, inputs.dtype)
-            count = keras.ops.sum(weights, axis=1)
-            pooled = keras.ops.sum(inputs * weights, axis=1) / keras.ops.maximum(count, 1.0)
-        return keras.ops.where(keras.ops.any(keep, axis=1), pooled, 0.0)
-
-    def compute_mask(self, inputs: tf.Tensor, mask: tf.Tensor | None = None) -> None:
-        return None
-
-    def compute_output_shape(self, input_shape: tuple) -> tuple:
-        return (input_shape[0], input_shape[2])
-
-    def get_config(self) -> dict:
-        return {**super().get_config(), "mode": self.mode}
-
 
 POOLINGS = ("last", "max", "mean_max")
 LSTM_KERNELS = {"keras": keras.layers.LSTM, "hoisted": HoistedLSTM}  # train.lstm_kernel
@@ -133,29 +95,154 @@ def build_multi_view(
     return keras.Model(ids, average, name=name), keras.Model(ids, trainer_output, name=name)
 
 
-def view_branches(classifier: keras.Model) -> list[tuple[WordNgrams | None, keras.Model]] | None:
-    """[(None, words branch), (n-gram layer, its branch), ...] of a model made by
-    :func:`build_multi_view`, or None for any other model."""
+ARCHITECTURE_ENTRY = "architecture.json"  # the description, saved inside the .keras zip
+Views = list[tuple[WordNgrams | None, keras.Model]]
+
+
+def network_description(classifier: keras.Model) -> dict | None:
+    """The classifier's shape as plain data: its members (:func:`average_members`), each
+    member's views (:func:`build_multi_view`: words, then one branch per n-gram layer) by
+    layer name, and each view's sizes and pooling; None for any other nesting.
+
+    Read from ``get_config()``, the public form in which Keras saves a functional model, not
+    from Keras' private graph. :func:`save_model` stores it beside the weights, and the
+    serving kernel runs a loaded model from the stored copy.
+    """
+    members = _member_names(classifier)
+    if members is None:
+        return None
+    described = []
+    for name in members:
+        member = classifier if name is None else classifier.get_layer(name)
+        views = _view_names(member)
+        if views is None:
+            return None
+        described.append({"member": name, "views": [_describe_view(member, *v) for v in views]})
+    return {"members": described}
+
+
+def resolve_views(classifier: keras.Model, member: dict) -> Views:
+    """One described member's views as layers: [(None, words branch), (n-gram layer, its
+    branch), ...]; a single classifier is its own words branch. KeyError/ValueError if the
+    description names a layer the model lacks, or one of another kind."""
+    model = classifier if member["member"] is None else classifier.get_layer(member["member"])
+    views = []
+    for view in member["views"]:
+        branch = model if view["branch"] is None else model.get_layer(view["branch"])
+        ngrams = None if view["ngrams"] is None else model.get_layer(view["ngrams"])
+        if not isinstance(branch, keras.Model) or not isinstance(ngrams, WordNgrams | None):
+            raise ValueError(f"the description's view {view} does not match the model")
+        views.append((ngrams, branch))
+    return views
+
+
+def view_branches(classifier: keras.Model) -> Views | None:
+    """The views of a model made by :func:`build_multi_view`, or None for any other model."""
+    views = _view_names(classifier)
+    if views is None or views == [(None, None)]:
+        return None
+    return resolve_views(classifier, {"member": None, "views": _as_views(views)})
+
+
+def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
+    """The members of a model made by :func:`average_members` ([classifier] for a single
+    classifier, multi-view or not), or None if the model nests other models in some other way."""
+    names = _member_names(classifier)
+    if names is None:
+        return None
+    return [classifier if name is None else classifier.get_layer(name) for name in names]
+
+
+def branch_pooling(branch: keras.Model) -> str | None:
+    """The pooling of a :func:`build_classifier` network (one of :data:`POOLINGS`, or "mean"),
+    or None if its layers pool some other way."""
+    modes = tuple(layer.mode for layer in branch.layers if isinstance(layer, MaskedPooling1D))
+    lstms = [layer for layer in branch.layers if isinstance(layer, keras.layers.RNN)]
+    if not lstms or not lstms[-1].return_sequences:
+        return "last" if not modes else None
+    return {("max",): "max", ("mean",): "mean", ("max", "mean"): "mean_max"}.get(modes)
+
+
+def _as_views(names: list[tuple[str | None, str | None]]) -> list[dict]:
+    return [{"branch": branch, "ngrams": ngrams} for branch, ngrams in names]
+
+
+def _describe_view(member: keras.Model, branch_name: str | None, ngrams_name: str | None) -> dict:
+    branch = member if branch_name is None else member.get_layer(branch_name)
+    ngrams = None if ngrams_name is None else member.get_layer(ngrams_name)
+    embeddings = [layer for layer in branch.layers if isinstance(layer, keras.layers.Embedding)]
+    lstms = [layer for layer in branch.layers if isinstance(layer, keras.layers.LSTM)]
+    return {
+        "branch": branch_name,
+        "ngrams": ngrams_name,
+        "n": ngrams.n if ngrams else 1,
+        "embedding_rows": embeddings[0].input_dim if embeddings else None,
+        "lstm_units": lstms[0].units if lstms else None,
+        "lstm_layers": len(lstms),
+        "pooling": branch_pooling(branch),
+    }
+
+
+def _member_names(classifier: keras.Model) -> list[str | None] | None:
+    """[None] for a single classifier, the member names of an average, else None."""
     layers = classifier.layers
-    ngrams = [layer for layer in layers if isinstance(layer, WordNgrams)]
     nested = [layer for layer in layers if isinstance(layer, keras.Model)]
+    if not nested or _view_names(classifier) is not None:
+        return [None]
+    fed_by = _fed_by(classifier)
+    inputs = [layer for layer in layers if isinstance(layer, keras.layers.InputLayer)]
+    averaged = isinstance(layers[-1], keras.layers.Average)
+    if not averaged or len(layers) != len(inputs) + len(nested) + 1 or len(inputs) != 1:
+        return None
+    if any(fed_by.get(layer.name) != inputs[0].name for layer in nested):
+        return None
+    return [layer.name for layer in nested]
+
+
+def _view_names(member: keras.Model) -> list[tuple[str | None, str | None]] | None:
+    """[(branch, n-gram layer)] by name: [(None, None)] for a classifier with no nested
+    model; the words branch then one per n-gram layer for :func:`build_multi_view`'s model;
+    None otherwise."""
+    layers = member.layers
+    nested = [layer for layer in layers if isinstance(layer, keras.Model)]
+    if not nested:
+        return [(None, None)]
+    ngrams = [layer for layer in layers if isinstance(layer, WordNgrams)]
     if not ngrams or len(nested) != len(ngrams) + 1 or len(layers) != 2 * len(nested) + 1:
         return None
     if not isinstance(layers[-1], keras.layers.Average):
         return None
-    inputs = {_fed_by(branch): branch for branch in nested}
-    views = [(None, inputs.get(layers[0]))] + [(layer, inputs.get(layer)) for layer in ngrams]
-    if any(branch is None for _, branch in views) or len(inputs) != len(nested):
+    fed_by = _fed_by(member)
+    source = layers[0].name
+    branch_of = {fed_by.get(branch.name): branch.name for branch in nested}
+    names = [(branch_of.get(source), None)] + [(branch_of.get(g.name), g.name) for g in ngrams]
+    if any(branch is None for branch, _ in names) or len(branch_of) != len(nested):
         return None
-    if any(_fed_by(layer) is not layers[0] for layer in ngrams):
+    if any(fed_by.get(layer.name) != source for layer in ngrams):
         return None
-    return views
+    return names
 
 
-def _fed_by(layer: keras.layers.Layer) -> keras.layers.Layer | None:
-    """The layer whose output ``layer`` was called on, in its (only) functional call."""
-    parents = layer._inbound_nodes[0].parent_nodes if len(layer._inbound_nodes) == 1 else []
-    return parents[0].operation if len(parents) == 1 else None
+def _fed_by(model: keras.Model) -> dict[str, str | None]:
+    """Each layer's name -> the name of the one layer whose output it was called on (None
+    for several or none), read from the functional config's ``inbound_nodes``."""
+    sources = {}
+    for layer in model.get_config().get("layers", []):
+        nodes = layer.get("inbound_nodes") or []
+        parents = _history_names(nodes[0]) if len(nodes) == 1 else []
+        sources[layer["name"]] = parents[0] if len(parents) == 1 else None
+    return sources
+
+
+def _history_names(node: object) -> list[str]:
+    """The layer names in every ``keras_history`` of one serialised call."""
+    if isinstance(node, dict):
+        if "keras_history" in node:
+            return [node["keras_history"][0]]
+        return [name for value in node.values() for name in _history_names(value)]
+    if isinstance(node, list | tuple):
+        return [name for value in node for name in _history_names(value)]
+    return []
 
 
 def average_members(members: list[keras.Model]) -> keras.Model:
@@ -169,19 +256,6 @@ def average_members(members: list[keras.Model]) -> keras.Model:
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     mean = keras.layers.Average(name="positive")([member(ids) for member in members])
     return keras.Model(ids, mean, name="lstm_ensemble")
-
-
-def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
-    """The members of a model made by :func:`average_members` ([classifier] for a single
-    classifier, multi-view or not), or None if the model nests other models in some other way."""
-    nested = [layer for layer in classifier.layers if isinstance(layer, keras.Model)]
-    if not nested or view_branches(classifier) is not None:
-        return [classifier]
-    averaged = isinstance(classifier.layers[-1], keras.layers.Average)
-    inputs = [layer for layer in classifier.layers if isinstance(layer, keras.layers.InputLayer)]
-    if averaged and len(classifier.layers) == len(inputs) + len(nested) + 1:
-        return nested
-    return None
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")
@@ -260,11 +334,23 @@ def training_callbacks(
 
 def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
     """A model that takes raw review strings, shape [batch, 1], and returns P(positive)."""
-    # An uncompiled copy: the served file carries the weights, not the optimizer's state.
-    weights_only = keras.models.clone_model(classifier)
-    weights_only.set_weights(classifier.get_weights())
     texts = keras.Input(shape=(1,), dtype="string", name="review")
-    return keras.Model(texts, weights_only(encoder(texts)), name="sentiment_end_to_end")
+    served = portable_copy(classifier)
+    return keras.Model(texts, served(encoder(texts)), name="sentiment_end_to_end")
+
+
+def portable_copy(classifier: keras.Model) -> keras.Model:
+    """An uncompiled copy with the same weights in which every training-only layer is the
+    Keras layer it stands in for (:class:`HoistedLSTM` -> ``keras.layers.LSTM``), so a saved
+    file names no training code and carries no optimizer state."""
+
+    def standard(layer: keras.layers.Layer) -> keras.layers.Layer:
+        kind = keras.layers.LSTM if isinstance(layer, HoistedLSTM) else type(layer)
+        return kind.from_config(layer.get_config())
+
+    copy = keras.models.clone_model(classifier, clone_function=standard, recursive=True)
+    copy.set_weights(classifier.get_weights())
+    return copy
 
 
 def trim_padding(x: np.ndarray) -> np.ndarray:
@@ -365,30 +451,49 @@ def load_model(path: Path) -> keras.Model:
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip entry can carry
 
 
-def save_model(model: keras.Model, path: Path) -> None:
-    """``model.save(path)``, with bytes that depend on the model alone.
+def save_model(model: keras.Model, path: Path, architecture: dict | None = None) -> None:
+    """``model.save(path)``, with bytes that depend on the model alone, and ``architecture``
+    (:func:`network_description` of its classifier) stored in the same zip.
 
     Keras stamps the archive with the save time (``date_saved`` in metadata.json, and each zip
     entry's time), so the same weights would give a new file, a new DVC cache entry and a new
     sha256 on every retrain. Here the stamp is the fixed zip epoch; the Keras version stays.
+    Keras' loader reads only its own entries, so the description travels with the file.
     """
     path = Path(path)
     model.save(path)
     with zipfile.ZipFile(path) as saved:
-        entries = [(info, saved.read(info)) for info in saved.infolist()]
+        entries = [(info.filename, info, saved.read(info)) for info in saved.infolist()]
+    if architecture is not None:
+        description = json.dumps(architecture, indent=1, sort_keys=True).encode()
+        entries.append((ARCHITECTURE_ENTRY, entries[0][1], description))
     scratch = path.with_name(f".{path.name}.normalising")
     with zipfile.ZipFile(scratch, "w") as normalised:
-        for info, data in entries:
-            if info.filename == "metadata.json":
+        for name, info, data in entries:
+            if name == "metadata.json":
                 metadata = json.loads(data)
                 metadata["date_saved"] = "1980-01-01@00:00:00"
                 data = json.dumps(metadata).encode()
-            elif info.filename == "config.json":
+            elif name == "config.json":
                 data = _renumber_shared_objects(data.decode()).encode()
-            stamped = zipfile.ZipInfo(info.filename, date_time=ZIP_EPOCH)
+            stamped = zipfile.ZipInfo(name, date_time=ZIP_EPOCH)
             stamped.compress_type, stamped.external_attr = info.compress_type, info.external_attr
             normalised.writestr(stamped, data)
     os.replace(scratch, path)
+
+
+def saved_architecture(archive: zipfile.ZipFile) -> dict | None:
+    """The description :func:`save_model` stored in a .keras zip, or None if it has none
+    (a file saved by Keras itself, or before descriptions were saved)."""
+    if ARCHITECTURE_ENTRY not in archive.namelist():
+        return None
+    try:
+        described = json.loads(archive.read(ARCHITECTURE_ENTRY))
+    except ValueError as error:
+        raise ValueError(f"{ARCHITECTURE_ENTRY} is not JSON: {error}") from error
+    if not isinstance(described, dict) or not isinstance(described.get("members"), list):
+        raise ValueError(f"{ARCHITECTURE_ENTRY} has no list of members")
+    return described
 
 
 _SHARED_OBJECT_ID = re.compile(r'"shared_object_id": (\d+)')

@@ -26,7 +26,7 @@ import yaml
 
 from imdb_sentiment import text
 from imdb_sentiment.inference import length_buckets, predict_probabilities, select_scorer
-from imdb_sentiment.model import load_model
+from imdb_sentiment.model import load_model, saved_architecture
 
 DEFAULT_MODEL = Path("models/end_to_end.keras")
 NO_KNOWN_WORDS = "no word of this review is in the model's vocabulary: the label is a guess"
@@ -54,7 +54,11 @@ class Prediction:
 class Predictor:
     """A loaded end-to-end model with batched, thread-safe prediction."""
 
-    def __init__(self, end_to_end: keras.Model, batch_size: int = 256) -> None:
+    def __init__(
+        self, end_to_end: keras.Model, batch_size: int = 256, architecture: dict | None = None
+    ) -> None:
+        """``architecture``: the classifier's description saved in the model file, which the
+        LSTM kernel runs from (None: described from the loaded model)."""
         _check_batch_size(batch_size)
         encoders = [layer for layer in end_to_end.layers if isinstance(layer, text.TextEncoder)]
         classifiers = [layer for layer in end_to_end.layers if isinstance(layer, keras.Model)]
@@ -64,7 +68,7 @@ class Predictor:
             )
         self.encoder, self.classifier = encoders[0], classifiers[0]
         self.kernel, self._score = select_scorer(
-            self.classifier, self.encoder.max_length, self.encoder.vocab_size
+            self.classifier, self.encoder.max_length, self.encoder.vocab_size, architecture
         )
         self.batch_size = batch_size
         self._lock = FairLock()
@@ -90,7 +94,9 @@ class Predictor:
             with tempfile.TemporaryDirectory() as folder:
                 copy = Path(folder) / path.name
                 copy.write_bytes(content)
-                predictor = cls(load_model(copy), batch_size)
+                with zipfile.ZipFile(io.BytesIO(content)) as archive:
+                    architecture = saved_architecture(archive)
+                predictor = cls(load_model(copy), batch_size, architecture)
         except (ValueError, TypeError, OSError) as error:
             raise ModelError(f"{path}: cannot load model: {error}") from error
         predictor.source = source

@@ -1,0 +1,109 @@
+import json
+import zipfile
+
+import keras
+import numpy as np
+
+from imdb_sentiment import export, layers, model, ngrams, predict
+from imdb_sentiment.hoisted_lstm import HoistedLSTM
+from tests.fresh_python import run_fresh
+
+REVIEWS = [
+    "A wonderful, moving film. The acting is superb!",
+    "Dull, predictable and far too long; I want my evening back.",
+    "Not bad at all.",
+    "",  # no tokens: pools to zero
+    "!!! ... ???",
+    "good " * 300,  # longer than the encoder keeps
+    "Überraschend gut, c'est magnifique <br /><br /> 10/10",
+]
+
+LOAD_SAVED_MODEL = """
+import tensorflow as tf
+loaded = tf.saved_model.load("models/sentiment/1")
+serving = loaded.signatures["serving_default"]
+inputs = serving.structured_input_signature[1]
+outputs = serving.structured_outputs
+reviews = REVIEWS
+RESULT = {
+    "inputs": {name: [spec.dtype.name, spec.shape.as_list()] for name, spec in inputs.items()},
+    "outputs": {name: [spec.dtype.name, spec.shape.as_list()] for name, spec in outputs.items()},
+    "probabilities": serving(text=tf.constant(reviews))["probability_positive"].numpy().tolist(),
+}
+"""
+
+
+def test_the_saved_model_matches_the_predictor_in_a_process_that_never_imports_this_package(
+    pipeline_run,
+):
+    script = LOAD_SAVED_MODEL.replace("REVIEWS", repr(REVIEWS))
+    seen = run_fresh(script, pipeline_run)
+    assert seen["imdb_sentiment"] == [] and not seen["numba"]
+    result = seen["result"]
+    assert result["inputs"] == {"text": ["string", [None]]}
+    assert result["outputs"] == {"probability_positive": ["float32", [None]]}
+    predictor = predict.Predictor.load(pipeline_run / "models/end_to_end.keras")
+    assert predictor.kernel == "numba"  # the served path, not Keras' own
+    expected = predictor.probabilities(REVIEWS)
+    np.testing.assert_allclose(result["probabilities"], expected, atol=1e-5, rtol=0)
+    assert np.ptp(expected) > 1e-4  # the reviews score apart: a constant would not pass
+
+
+def test_saved_files_name_no_training_only_code(pipeline_run):
+    allowed = {f"imdb_sentiment>{layer.__name__}" for layer in layers.SAVED_LAYERS}
+    for name in (export.CLASSIFIER_FILE, export.END_TO_END_FILE):
+        with zipfile.ZipFile(pipeline_run / "models" / name) as saved:
+            config = json.loads(saved.read("config.json"))
+        ours = {
+            n for n in _values(config, "registered_name") if str(n).startswith("imdb_sentiment>")
+        }
+        assert ours and ours <= allowed, name
+        assert "LSTM" in set(_values(config, "class_name")), name
+        assert "HoistedLSTM" not in json.dumps(config) and "Rowwise" not in json.dumps(config)
+
+
+def _values(node: object, key: str) -> list:
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == key] + [
+            found for value in node.values() for found in _values(value, key)
+        ]
+    if isinstance(node, list):
+        return [found for value in node for found in _values(value, key)]
+    return []
+
+
+def test_the_portable_copy_is_the_same_function_on_keras_layers():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 30, size=(6, 11)).astype("int32")
+    x[:2, :6] = 0
+    x[5] = 0
+    vocabularies = {2: ngrams.build_ngram_vocabulary(x, 30, 12, 2)}
+    trained, _ = model.build_multi_view(
+        30,
+        vocabularies,
+        embedding_dim=4,
+        lstm_units=3,
+        lstm_layers=1,
+        bidirectional=False,
+        dropout=0.0,
+        pooling="mean_max",
+        lstm_kernel="hoisted",
+    )
+    trained.set_weights([rng.normal(0, 1, w.shape).astype("float32") for w in trained.weights])
+    copy = model.portable_copy(trained)
+    lstms = [layer for layer in _all_layers(copy) if isinstance(layer, keras.layers.LSTM)]
+    assert len(lstms) == 2 and not any(isinstance(layer, HoistedLSTM) for layer in lstms)
+    assert sum(isinstance(layer, HoistedLSTM) for layer in _all_layers(trained)) == 2
+    for ours, theirs in zip(copy.get_weights(), trained.get_weights(), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(copy(x).numpy(), trained(x).numpy(), atol=1e-6)
+    assert model.network_description(copy) == model.network_description(trained)
+
+
+def _all_layers(network: keras.Model) -> list:
+    found = []
+    for layer in network.layers:
+        found.append(layer)
+        if isinstance(layer, keras.Model):
+            found += _all_layers(layer)
+    return found
