@@ -1,8 +1,10 @@
 import json
+import subprocess
 import zipfile
 
 import keras
 import numpy as np
+import pytest
 
 from imdb_sentiment import export, layers, model, ngrams, predict
 from imdb_sentiment.hoisted_lstm import HoistedLSTM
@@ -107,3 +109,23 @@ def _all_layers(network: keras.Model) -> list:
         if isinstance(layer, keras.Model):
             found += _all_layers(layer)
     return found
+
+
+@pytest.mark.integration
+def test_dvc_artifacts_get_hands_over_a_saved_model_that_plain_tensorflow_serves(
+    trained_project, tmp_path
+):
+    project, _ = trained_project
+    project.run("dvc", "remote", "add", "-d", "local", str(tmp_path / "remote"))
+    project.commit("a local remote")
+    project.run("dvc", "push")
+    project.run("gto", "register", "sentiment-savedmodel", "--version", "v1.0.0")
+    get = ["dvc", "artifacts", "get", str(project.root), "sentiment-savedmodel", "--rev", "v1.0.0"]
+    get += ["-o", "fetched"]
+    fetched = subprocess.run(get, env=project.env, cwd=tmp_path, capture_output=True, text=True)
+    assert fetched.returncode == 0, fetched.stderr
+    script = LOAD_SAVED_MODEL.replace("models/sentiment/1", "fetched/1")
+    seen = run_fresh(script.replace("REVIEWS", repr(REVIEWS)), tmp_path)
+    served = predict.Predictor.load(project.root / "models/end_to_end.keras")
+    expected = served.probabilities(REVIEWS)
+    np.testing.assert_allclose(seen["result"]["probabilities"], expected, atol=1e-5, rtol=0)
