@@ -6,9 +6,10 @@ test reviews and on two short views of them (each review's last sentence, its fi
 with accuracy and expected calibration error; the hand-written behaviour probes of
 data/probes.csv are scored too (reported, never used to choose).
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
-confidently wrong test reviews and the probe results to data/evaluation/. Also checks, on raw
-test reviews, that the exported raw-text model gives the same probabilities as the classifier
-on the arrays.
+confidently wrong test reviews and the probe results to data/evaluation/, and the served model
+as a TensorFlow SavedModel to exported/sentiment/1 (:mod:`imdb_sentiment.export`). Checks, on
+raw test reviews, that the raw-text model and the SavedModel give the same probabilities as the
+classifier on the arrays.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import archive, dataset, evaluation, malloc, plotting, tables, text
+from imdb_sentiment import archive, dataset, evaluation, export, malloc, plotting, tables, text
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.linear import LinearModel
@@ -38,6 +39,7 @@ ERRORS_DIR = Path("data/evaluation")
 CACHE_DIR = Path("data/cache")  # downloaded extra sets, as download keeps the archive
 LINEAR_MODEL = Path("data/linear_baseline/model.pkl")
 PROBES_FILE = Path("data/probes.csv")
+EXPORT_DIR = Path("exported/sentiment")  # TensorFlow Serving's model folder
 PARITY_SAMPLE = 256
 PARITY_TOLERANCE = 1e-4
 
@@ -70,6 +72,7 @@ def run(
     cache_dir: Path = CACHE_DIR,
     linear_model: Path = LINEAR_MODEL,
     probes_file: Path = PROBES_FILE,
+    export_dir: Path = EXPORT_DIR,
 ) -> dict:
     extra = tables.extra_sets(params.extra_sets, "evaluate.extra_sets")  # checked before work
     classifier = load_model(models_dir / "classifier.keras")
@@ -119,9 +122,22 @@ def run(
         )
         wrong.to_csv(scratch / "confident_errors.csv", index=False, lineterminator="\n")
         probe_table.to_csv(scratch / "probes.csv", index=False, lineterminator="\n")
+    _export_saved_model(models_dir, export_dir, test_table["text"], probabilities)
     write_json(metrics_file, report)
     _print_summary(report)
     return report
+
+
+def _export_saved_model(models_dir: Path, export_dir: Path, texts, expected: np.ndarray) -> None:
+    """The served model as a SavedModel, checked to score raw text as evaluation did."""
+    with atomic_directory(export_dir) as scratch:
+        version = scratch / export.SAVED_MODEL_VERSION
+        export.export_saved_model(load_model(models_dir / export.END_TO_END_FILE), version)
+        sample = texts.iloc[:PARITY_SAMPLE].tolist()
+        exported = export.saved_model_probabilities(version, sample)
+        gap = float(np.max(np.abs(exported - expected[: len(sample)])))
+        if gap > PARITY_TOLERANCE:
+            raise ParityError(f"the SavedModel differs from the classifier by up to {gap:.2e}")
 
 
 def _score_both_models(

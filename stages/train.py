@@ -6,9 +6,9 @@ data/teachers/<seed>.npz; the labels if there are none), blended with weight
 (data/linear_baseline/out_of_fold.npz). It reads the train section of params.yaml, and the
 seed list only to know which teachers to read.
 
-Saves models/classifier.keras (int ids in), models/end_to_end.keras (raw strings in) and
-models/sentiment/1 (a TensorFlow SavedModel of the raw-text model; :mod:`imdb_sentiment.export`),
-metrics/train.json, and each epoch's figures in dvclive/student/ as the epoch ends (DVCLive).
+Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in; both
+:mod:`imdb_sentiment.export`), metrics/train.json, and each epoch's figures in
+dvclive/student/ as the epoch ends (DVCLive).
 The orchestration lives in :mod:`imdb_sentiment.training`.
 """
 

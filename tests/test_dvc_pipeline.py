@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import re
 import shlex
@@ -11,7 +12,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imdb_sentiment.params import section_keys
 from stages import download, evaluate, linear_baseline, preprocess, teacher, train
 from tests.conftest import REPO_ROOT
 from tests.dvc_project import DVC_TEACHERS, DVC_YAML, RAN
@@ -23,6 +23,11 @@ TEACHERS = [f"teacher@{seed}" for seed in DVC_TEACHERS]
 EVERY_STAGE = ["download", "preprocess", "linear_baseline", *TEACHERS, "train", "evaluate"]
 PACKAGE = "imdb_sentiment"
 PACKAGE_DIR = Path("src") / PACKAGE
+
+
+def section_keys(section: str, schema: type) -> list[str]:
+    """The dotted params.yaml keys a stage's schema reads, as dvc.yaml lists them."""
+    return [f"{section}.{field.name}" for field in dataclasses.fields(schema)]
 
 
 def imported_library_modules(script: Path) -> set[str]:

@@ -22,7 +22,7 @@ REVIEWS = [
 
 LOAD_SAVED_MODEL = """
 import tensorflow as tf
-loaded = tf.saved_model.load("models/sentiment/1")
+loaded = tf.saved_model.load("exported/sentiment/1")
 serving = loaded.signatures["serving_default"]
 inputs = serving.structured_input_signature[1]
 outputs = serving.structured_outputs
@@ -124,7 +124,7 @@ def test_dvc_artifacts_get_hands_over_a_saved_model_that_plain_tensorflow_serves
     get += ["-o", "fetched"]
     fetched = subprocess.run(get, env=project.env, cwd=tmp_path, capture_output=True, text=True)
     assert fetched.returncode == 0, fetched.stderr
-    script = LOAD_SAVED_MODEL.replace("models/sentiment/1", "fetched/1")
+    script = LOAD_SAVED_MODEL.replace("exported/sentiment/1", "fetched/1")
     seen = run_fresh(script.replace("REVIEWS", repr(REVIEWS)), tmp_path)
     served = predict.Predictor.load(project.root / "models/end_to_end.keras")
     expected = served.probabilities(REVIEWS)

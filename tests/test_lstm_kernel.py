@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from imdb_sentiment import lstm_kernel, model, ngrams, predict, text
+from tests.networks import average_of
 
 VOCAB = 50
 
@@ -56,7 +57,7 @@ def test_kernel_averages_the_members_of_an_ensemble() -> None:
     members = [random_classifier("mean_max", seed=seed) for seed in (0, 1)]
     for number, member in enumerate(members, start=1):
         member.name = f"member_{number}"
-    ensemble = model.average_members(members)
+    ensemble = average_of(members)
     ids = id_rows()
     expected = ensemble(ids, training=False).numpy().reshape(-1)
     assert not np.allclose(members[0](ids).numpy(), members[1](ids).numpy())
@@ -70,7 +71,7 @@ def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
     members = [random_classifier("max"), random_classifier("max", bidirectional=True)]
     for number, member in enumerate(members, start=1):
         member.name = f"member_{number}"
-    assert lstm_kernel.compile_lstm_scorer(model.average_members(members)) is None
+    assert lstm_kernel.compile_lstm_scorer(average_of(members)) is None
 
 
 def random_multi_view(
@@ -93,7 +94,7 @@ def test_kernel_runs_every_branch_of_a_multi_view_classifier_and_of_its_ensemble
     for number, member in enumerate(multi_views, start=1):
         member.name = f"member_{number}"
     ids = id_rows()
-    for classifier in (multi_views[0], model.average_members(multi_views)):
+    for classifier in (multi_views[0], average_of(multi_views)):
         expected = classifier(ids, training=False).numpy().reshape(-1)
         score = lstm_kernel.compile_lstm_scorer(classifier)
         assert np.allclose(score(ids), expected, atol=1e-5)  # branches side by side

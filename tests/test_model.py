@@ -10,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 from imdb_sentiment import model, ngrams, text
+from tests.networks import average_of, views_of
 
 
 @pytest.mark.parametrize(("layers", "bidirectional"), [(1, False), (2, True)])
@@ -163,24 +164,14 @@ def test_pooled_model_survives_saving(tmp_path):
     assert np.allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)
 
 
-def test_average_members_means_the_probabilities_and_keeps_a_single_member_as_is():
+def test_the_description_names_the_members_of_an_average_in_order():
     members = [
         model.build_classifier(30, 4, 3, 1, False, 0.0, "max", name=f"member_{n}") for n in (1, 2)
     ]
-    assert model.average_members(members[:1]) is members[0]
-    ensemble = model.average_members(members)
-    x = np.random.default_rng(0).integers(0, 30, size=(5, 7)).astype("int32")
-    each = [member(x).numpy() for member in members]
-    assert np.allclose(ensemble(x).numpy(), (each[0] + each[1]) / 2)
-    assert model.ensemble_members(ensemble) == members
-    assert model.ensemble_members(members[0]) == [members[0]]
-
-
-def test_ensemble_members_refuses_other_nestings():
-    inner = model.build_classifier(30, 4, 3, 1, False, 0.0, "max")
-    ids = keras.Input(shape=(None,), dtype="int32")
-    wrapped = keras.Model(ids, keras.layers.Dense(1)(inner(ids)))
-    assert model.ensemble_members(wrapped) is None
+    described = model.network_description(average_of(members))
+    assert [member["member"] for member in described["members"]] == ["member_1", "member_2"]
+    one = model.network_description(members[0])
+    assert [member["member"] for member in one["members"]] == [None]
 
 
 def test_agreement_is_accuracy_for_labels_and_same_side_of_one_half_for_probabilities():
@@ -205,7 +196,7 @@ def multi_view(ns: tuple[int, ...] = (2,)) -> tuple[keras.Model, keras.Model, np
 @pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
 def test_multi_view_averages_a_words_branch_and_a_branch_per_ngram(ns):
     classifier, trainer, x = multi_view(ns)
-    views = model.view_branches(classifier)
+    views = views_of(classifier)
     assert [branch.name for _, branch in views] == ["words", "pairs", "triples"][: len(ns) + 1]
     assert views[0][0] is None and [layer.n for layer, _ in views[1:]] == list(ns)
     each = [branch(x if layer is None else layer(x)).numpy() for layer, branch in views]
@@ -215,7 +206,7 @@ def test_multi_view_averages_a_words_branch_and_a_branch_per_ngram(ns):
     averaged = classifier(x).numpy()
     assert np.allclose(averaged, np.mean(each, axis=0), atol=1e-6)
     assert np.allclose(trainer(x).numpy(), np.concatenate([averaged, *each], axis=1), atol=1e-6)
-    assert model.ensemble_members(classifier) == [classifier]
+    assert [m["member"] for m in model.network_description(classifier)["members"]] == [None]
 
 
 @pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
@@ -237,7 +228,7 @@ def test_multi_view_trainer_sums_the_losses_and_scores_the_average(tmp_path, ns)
     classifier.save(tmp_path / "multi_view.keras")
     reloaded = model.load_model(tmp_path / "multi_view.keras")
     assert np.allclose(reloaded(x).numpy(), classifier(x).numpy(), atol=1e-6)
-    assert [layer and layer.n for layer, _ in model.view_branches(reloaded)] == [None, *ns]
+    assert [layer and layer.n for layer, _ in views_of(reloaded)] == [None, *ns]
 
 
 def test_view_branches_refuses_other_models():
@@ -246,10 +237,10 @@ def test_view_branches_refuses_other_models():
     ids = keras.Input(shape=(None,), dtype="int32")
     pair_ids = pairs(ids)
     both_pairs = keras.Model(ids, keras.layers.Average()([words(pair_ids), pairs_branch(pair_ids)]))
-    assert model.view_branches(both_pairs) is None  # no branch reads the words
-    assert model.view_branches(words) is None
+    assert views_of(both_pairs) is None  # no branch reads the words
+    assert views_of(words) is None
     members = [model.build_classifier(30, 4, 3, 1, False, 0.0, name=f"m{n}") for n in (1, 2)]
-    assert model.view_branches(model.average_members(members)) is None
+    assert views_of(average_of(members)) is None
 
 
 def test_two_saves_of_one_model_are_byte_identical_and_still_load(tmp_path):
@@ -312,7 +303,7 @@ def test_the_network_description_names_members_views_sizes_and_pooling():
     single = {"branch": None, "ngrams": None, "n": 1, "embedding_rows": 30, "lstm_units": 5}
     single |= {"lstm_layers": 1, "pooling": "max"}
     assert model.network_description(plain[0]) == {"members": [{"member": None, "views": [single]}]}
-    ensemble = model.network_description(model.average_members(plain))
+    ensemble = model.network_description(average_of(plain))
     assert ensemble == {"members": [{"member": m, "views": [single]} for m in ("m1", "m2")]}
     stacked = model.build_classifier(30, 4, 5, 2, True, 0.0, "last")
     assert model.network_description(stacked)["members"][0]["views"][0]["pooling"] == "last"

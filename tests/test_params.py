@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from imdb_sentiment.params import ParamsError, load_stage_params, section_keys
+from imdb_sentiment.params import ParamsError, load_stage_params
 from stages import download, evaluate, linear_baseline, preprocess, train
 from tests.conftest import REPO_ROOT
 
@@ -103,12 +103,3 @@ def test_missing_section_and_file(tmp_path):
         load_stage_params("evaluate", evaluate.Params, path)
     with pytest.raises(ParamsError, match="file not found"):
         load_stage_params("evaluate", evaluate.Params, tmp_path / "absent.yaml")
-
-
-def test_section_keys_are_dotted():
-    assert section_keys("evaluate", evaluate.Params) == [
-        "evaluate.threshold",
-        "evaluate.batch_size",
-        "evaluate.confident_errors",
-        "evaluate.extra_sets",
-    ]

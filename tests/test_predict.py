@@ -19,7 +19,6 @@ from imdb_sentiment.predict import (
     Predictor,
     describe_architecture,
     model_card,
-    verify_artifact,
 )
 
 REVIEWS = ["A great, wonderful film!", "Boring and awful. The worst.", "plot " * 100]
@@ -93,7 +92,7 @@ def test_missing_model_says_run_dvc_repro(tmp_path):
 def test_not_a_keras_archive(tmp_path):
     (tmp_path / "junk.keras").write_bytes(b"not a zip")
     with pytest.raises(ModelError, match="not a .keras model archive"):
-        verify_artifact(tmp_path / "junk.keras")
+        Predictor.load(tmp_path / "junk.keras")
     with zipfile.ZipFile(tmp_path / "empty.keras", "w") as archive:
         archive.writestr("other.txt", "x")
     with pytest.raises(ModelError, match="has no config.json"):

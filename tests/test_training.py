@@ -12,6 +12,7 @@ from imdb_sentiment import dataset, model, ngrams, text, training
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import ParamsError
 from stages import train
+from tests.networks import views_of
 from tests.stages.test_train import train_briefly, train_params
 
 PLAIN_STUDENT = {"linear_teacher_weight": 0.0, "window_copies": 0, "calibrate": False}
@@ -36,7 +37,7 @@ def test_one_student_is_saved_as_a_plain_classifier(pipeline_run, tmp_path):
     train_briefly(pipeline_run, tmp_path)
     classifier = load_model(tmp_path / "models/classifier.keras")
     assert classifier.name == "lstm_classifier"
-    assert model.ensemble_members(classifier) == [classifier]
+    assert [m["member"] for m in model.network_description(classifier)["members"]] == [None]
     summary = json.loads((tmp_path / "t.json").read_text())
     assert summary["epochs_run"] == summary["student"]["epochs_run"] == 1
 
@@ -88,20 +89,20 @@ def test_pair_vocab_size_adds_a_pairs_branch_and_zero_keeps_words_only(pipeline_
     _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
     words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
     saved = load_model(pipeline_run / "models/classifier.keras")
-    saved_pairs = model.view_branches(saved)[1][0]
+    saved_pairs = views_of(saved)[1][0]
     kept = ngrams.build_ngram_vocabulary(x, words, values["pair_vocab_size"], 2)
     assert np.array_equal(saved_pairs.vocabulary, kept) and len(kept) > 10
 
     train_briefly(pipeline_run, tmp_path, pair_vocab_size=0, triple_vocab_size=0)
     words_only = load_model(tmp_path / "models/classifier.keras")
-    assert model.view_branches(words_only) is None
+    assert views_of(words_only) is None
     assert not any(isinstance(layer, ngrams.WordNgrams) for layer in words_only.layers)
 
 
 def test_triple_vocab_size_adds_a_triples_branch(pipeline_run, tmp_path):
     train_briefly(pipeline_run, tmp_path, pair_vocab_size=60, triple_vocab_size=40)
     saved = load_model(tmp_path / "models/classifier.keras")
-    views = model.view_branches(saved)
+    views = views_of(saved)
     assert [branch.name for _, branch in views] == ["words", "pairs", "triples"]
     _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "train")
     words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size

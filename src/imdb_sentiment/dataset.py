@@ -9,8 +9,6 @@ import pandas as pd
 
 from imdb_sentiment.text import OOV_ID, PAD_ID
 
-ARRAY_SPLITS = ("train", "validation", "test")
-
 
 def split_by_movie(table: pd.DataFrame, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of validation rows: whole movies, about ``fraction`` of each label.

@@ -32,8 +32,8 @@ from imdb_sentiment.ngrams import ngram_ids
 from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
 from imdb_sentiment.text import PAD_ID
 
-_LAST, _MAX, _MEAN, _MEAN_MAX = range(4)  # pooling codes: numba takes ints, not strings
-POOLING_CODES = {"last": _LAST, "max": _MAX, "mean": _MEAN, "mean_max": _MEAN_MAX}
+_LAST, _MAX, _MEAN_MAX = range(3)  # pooling codes: numba takes ints, not strings
+POOLING_CODES = {"last": _LAST, "max": _MAX, "mean_max": _MEAN_MAX}
 PARALLEL_MIN_ROWS = 64
 # Ensemble members of a small batch run side by side: the kernel releases the GIL, and one
 # member per core beat members in turn on the API (p50 ~30 -> ~21 ms, 510 -> 740 req/s).
@@ -70,10 +70,9 @@ def _pool_review(
     if pooling == _LAST:
         out[:] = h
     elif count:  # a review with no tokens pools to 0, as MaskedPooling1D does
-        if pooling != _MEAN:
-            out[:units] = peak
-        if pooling != _MAX:
-            out[-units:] = total / count
+        out[:units] = peak
+        if pooling == _MEAN_MAX:
+            out[units:] = total / count
 
 
 @numba.njit(inline="always", **JIT)
@@ -146,7 +145,7 @@ def compile_lstm_scorer(
 ) -> Callable[[np.ndarray], np.ndarray] | None:
     """An ids -> P(positive) function running the kernel, or None if the model does not fit.
 
-    An ensemble (:func:`imdb_sentiment.model.average_members`) runs its members and averages
+    An ensemble (a Keras ``Average`` of such networks) runs its members and averages
     their probabilities, as its Average layer does; a multi-view member
     (:func:`imdb_sentiment.model.build_multi_view`) runs its words and n-gram branches and
     averages those. Branches run side by side on small batches, in turn on large ones.

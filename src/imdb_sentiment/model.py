@@ -100,9 +100,10 @@ Views = list[tuple[WordNgrams | None, keras.Model]]
 
 
 def network_description(classifier: keras.Model) -> dict | None:
-    """The classifier's shape as plain data: its members (:func:`average_members`), each
-    member's views (:func:`build_multi_view`: words, then one branch per n-gram layer) by
-    layer name, and each view's sizes and pooling; None for any other nesting.
+    """The classifier's shape as plain data: its members (itself, or each network of a Keras
+    ``Average`` of networks), each member's views (:func:`build_multi_view`: words, then one
+    branch per n-gram layer) by layer name, and each view's sizes and pooling; None for any
+    other nesting.
 
     Read from ``get_config()``, the public form in which Keras saves a functional model, not
     from Keras' private graph. :func:`save_model` stores it beside the weights, and the
@@ -136,35 +137,14 @@ def resolve_views(classifier: keras.Model, member: dict) -> Views:
     return views
 
 
-def view_branches(classifier: keras.Model) -> Views | None:
-    """The views of a model made by :func:`build_multi_view`, or None for any other model."""
-    views = _view_names(classifier)
-    if views is None or views == [(None, None)]:
-        return None
-    return resolve_views(classifier, {"member": None, "views": _as_views(views)})
-
-
-def ensemble_members(classifier: keras.Model) -> list[keras.Model] | None:
-    """The members of a model made by :func:`average_members` ([classifier] for a single
-    classifier, multi-view or not), or None if the model nests other models in some other way."""
-    names = _member_names(classifier)
-    if names is None:
-        return None
-    return [classifier if name is None else classifier.get_layer(name) for name in names]
-
-
 def branch_pooling(branch: keras.Model) -> str | None:
-    """The pooling of a :func:`build_classifier` network (one of :data:`POOLINGS`, or "mean"),
+    """The pooling of a :func:`build_classifier` network (one of :data:`POOLINGS`),
     or None if its layers pool some other way."""
     modes = tuple(layer.mode for layer in branch.layers if isinstance(layer, MaskedPooling1D))
     lstms = [layer for layer in branch.layers if isinstance(layer, keras.layers.RNN)]
     if not lstms or not lstms[-1].return_sequences:
         return "last" if not modes else None
-    return {("max",): "max", ("mean",): "mean", ("max", "mean"): "mean_max"}.get(modes)
-
-
-def _as_views(names: list[tuple[str | None, str | None]]) -> list[dict]:
-    return [{"branch": branch, "ngrams": ngrams} for branch, ngrams in names]
+    return {("max",): "max", ("max", "mean"): "mean_max"}.get(modes)
 
 
 def _describe_view(member: keras.Model, branch_name: str | None, ngrams_name: str | None) -> dict:
@@ -243,19 +223,6 @@ def _history_names(node: object) -> list[str]:
     if isinstance(node, list | tuple):
         return [name for value in node for name in _history_names(value)]
     return []
-
-
-def average_members(members: list[keras.Model]) -> keras.Model:
-    """One id-sequence model whose output is the mean of the members' P(positive).
-
-    Members trained from different seeds make different mistakes, so their average is more
-    accurate than any one of them. A single member is returned as it is.
-    """
-    if len(members) == 1:
-        return members[0]
-    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    mean = keras.layers.Average(name="positive")([member(ids) for member in members])
-    return keras.Model(ids, mean, name="lstm_ensemble")
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")

@@ -106,11 +106,6 @@ def _describe(hint: Any) -> str:
     return getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
 
 
-def section_keys(section: str, schema: type) -> list[str]:
-    """The dotted params.yaml keys a schema reads, as dvc.yaml lists them."""
-    return [f"{section}.{field.name}" for field in dataclasses.fields(schema)]
-
-
 class Terminated(Exception):
     """SIGTERM arrived: unwind, so every scratch output is removed on the way out."""
 

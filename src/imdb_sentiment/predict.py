@@ -255,11 +255,6 @@ def read_artifact(path: Path) -> bytes:
     return content
 
 
-def verify_artifact(path: Path) -> None:
-    """Check the file is a Keras archive with a config (see :func:`read_artifact`)."""
-    read_artifact(path)
-
-
 def model_card(
     model_path: Path, project_root: Path | None = None, source: ModelFile | None = None
 ) -> dict:
