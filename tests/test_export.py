@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from imdb_sentiment import export, layers, model, ngrams, predict
+from imdb_sentiment import export, model, ngrams, predict
 from imdb_sentiment.hoisted_lstm import HoistedLSTM
 from tests.fresh_python import run_fresh
 
@@ -52,7 +52,8 @@ def test_the_saved_model_matches_the_predictor_in_a_process_that_never_imports_t
 
 
 def test_saved_files_name_no_training_only_code(pipeline_run):
-    allowed = {f"imdb_sentiment>{layer.__name__}" for layer in layers.SAVED_LAYERS}
+    saved_layers = ("TextEncoder", "WordNgrams", "MaskedPooling1D")
+    allowed = {f"imdb_sentiment>{name}" for name in saved_layers}
     for name in (export.CLASSIFIER_FILE, export.END_TO_END_FILE):
         with zipfile.ZipFile(pipeline_run / "models" / name) as saved:
             config = json.loads(saved.read("config.json"))

@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse
+from sklearn.pipeline import Pipeline
 
 from imdb_sentiment import linear
 
@@ -29,7 +30,7 @@ def test_cleaning_is_the_pipelines():
 
 def test_nb_model_learns_and_round_trips(tmp_path):
     texts, labels = POSITIVE + NEGATIVE, np.array([1] * 4 + [0] * 4)
-    pipeline = linear.nb_logistic_regression(ngram_max=2, c=10.0, alpha=1.0)
+    pipeline = nb_pipeline(ngram_max=2, c=10.0, alpha=1.0)
     model = linear.LinearModel(pipeline.fit(linear.clean_texts(texts, CLEANING), labels), CLEANING)
     scores = model.probabilities(["GREAT, great!", "so DULL"])
     assert scores.dtype == np.float32 and scores[0] > 0.5 > scores[1]
@@ -55,11 +56,11 @@ def test_out_of_fold_scores_come_from_models_that_never_saw_the_text():
     texts = [f"word{i}" for i in range(12)]
     labels = np.array([0, 1] * 6)
     scores = linear.out_of_fold_probabilities(
-        lambda: linear.nb_logistic_regression(1, 100.0, 1.0), texts, labels, folds=3, seed=0
+        lambda: nb_pipeline(1, 100.0, 1.0), texts, labels, folds=3, seed=0
     )
     assert scores.shape == (12,) and scores.dtype == np.float32
     np.testing.assert_allclose(scores, 0.5, atol=0.05)
-    fitted = linear.nb_logistic_regression(1, 100.0, 1.0).fit(texts, labels)
+    fitted = nb_pipeline(1, 100.0, 1.0).fit(texts, labels)
     in_sample = fitted.predict_proba(texts)[:, 1]
     assert np.mean((in_sample >= 0.5) == labels) == 1.0  # what the folds avoid
 
@@ -73,8 +74,15 @@ def test_tfidf_model_is_issue_32s():
 
 def test_scoring_in_chunks_gives_the_same_scores():
     texts, labels = POSITIVE + NEGATIVE, np.array([1] * 4 + [0] * 4)
-    pipeline = linear.nb_logistic_regression(ngram_max=2, c=10.0, alpha=1.0)
+    pipeline = nb_pipeline(ngram_max=2, c=10.0, alpha=1.0)
     model = linear.LinearModel(pipeline.fit(linear.clean_texts(texts, CLEANING), labels), CLEANING)
     whole = model.probabilities(texts, chunk=100)
     np.testing.assert_array_equal(model.probabilities(texts, chunk=3), whole)
     assert model.probabilities([]).shape == (0,)
+
+
+def nb_pipeline(ngram_max: int, c: float, alpha: float) -> Pipeline:
+    """The NB-weighted model unfitted: the counts, then the stage's head."""
+    return Pipeline(
+        [("countvectorizer", linear.ngram_counts(ngram_max)), *linear.nb_head(c, alpha).steps]
+    )

@@ -38,12 +38,6 @@ def _is_sigmoid(layer: keras.layers.Dense) -> bool:
     return layer.get_config()["activation"] == "sigmoid"
 
 
-def scale_logits(model: keras.Model, factor: float) -> None:
-    """Multiply every output head's logit by ``factor`` (1 / T) by scaling its weights."""
-    for head in output_heads(model):
-        head.set_weights([weight * np.float32(factor) for weight in head.get_weights()])
-
-
 def fit_temperature(model: keras.Model, x: np.ndarray, y: np.ndarray) -> float:
     """The T in :data:`TEMPERATURE_BOUNDS` that minimises the log loss of ``model`` on
     ``(x, y)``; the model is left with its logits divided by that T."""

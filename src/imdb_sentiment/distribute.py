@@ -41,11 +41,7 @@ class Cluster:
     """This process's place in a multi-worker run, as TF_CONFIG describes it."""
 
     addresses: list[str]  # every worker, the chief first
-    index: int  # this process's position in ``addresses``
-
-    @property
-    def is_chief(self) -> bool:
-        return self.index == 0
+    index: int  # this process's position in ``addresses``; 0 is the chief
 
 
 @dataclass(frozen=True)

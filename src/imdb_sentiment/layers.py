@@ -12,8 +12,9 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
-from imdb_sentiment.ngrams import WordNgrams
-from imdb_sentiment.text import TextEncoder
+# Imported for their registration with Keras: this one import then loads any saved file.
+from imdb_sentiment.ngrams import WordNgrams  # noqa: F401
+from imdb_sentiment.text import TextEncoder  # noqa: F401
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")
@@ -52,6 +53,3 @@ class MaskedPooling1D(keras.layers.Layer):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "mode": self.mode}
-
-
-SAVED_LAYERS = (TextEncoder, WordNgrams, MaskedPooling1D)  # registered with Keras on import

@@ -91,11 +91,6 @@ def clean_texts(texts: Sequence[str], cleaning: dict[str, bool]) -> list[str]:
     return [value.decode("utf-8") for value in joined.numpy()]
 
 
-def nb_logistic_regression(ngram_max: int, c: float, alpha: float) -> Pipeline:
-    """Binary word 1..ngram_max-grams, log-count-ratio scaled, liblinear logistic regression."""
-    return Pipeline([("countvectorizer", ngram_counts(ngram_max)), *nb_head(c, alpha).steps])
-
-
 def ngram_counts(ngram_max: int) -> CountVectorizer:
     """Binary word 1..ngram_max-gram features of cleaned text."""
     return CountVectorizer(
