@@ -12,7 +12,7 @@ _.compute_output_shape  # layers.MaskedPooling1D, text.TextEncoder
 _.on_train_end  # live.EpochLogger (DVCLive's Keras callback)
 _.use_cudnn  # distribute: set on LSTM layers for a GPU
 _._update_model_variables_moving_average  # rowwise_adam: Keras' optimizer calls it (issue 35)
-_._maybe_symbolic_build  # training: Keras' fit calls it under a strategy (issue 35)
+_._maybe_symbolic_build  # multi_worker_fit: Keras' fit calls it under a strategy (issue 35)
 data_batch  # training: the signature Keras calls _maybe_symbolic_build with
 iterator  # training: the same
 

@@ -7,7 +7,8 @@ data/teachers/<seed>.npz; the labels if there are none), blended with weight
 seed list only to know which teachers to read.
 
 Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in; both
-:mod:`imdb_sentiment.export`), metrics/train.json, and each epoch's figures in
+:mod:`imdb_sentiment.export`), models/model_card.json (:mod:`imdb_sentiment.model_card`),
+metrics/train.json, and each epoch's figures in
 dvclive/student/ as the epoch ends (DVCLive).
 The orchestration lives in :mod:`imdb_sentiment.training`.
 """
@@ -31,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment import dataset, distribute, export, live, text, training
+from imdb_sentiment import dataset, distribute, export, live, model_card, text, training
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError, load_stage_params, run_stage
 
@@ -126,6 +127,8 @@ def run(
     if placement.writes_outputs:  # the chief writes; the other workers leave no trace
         with atomic_directory(models_dir) as scratch:
             export.write_models(result.classifier, encoder, scratch)
+            made_by = {"train": params, "teachers": {"seeds": seeds}}
+            model_card.write_card(scratch, made_by, summary, len(train[1]))
         write_json(metrics_file, summary)
     return summary
 

@@ -4,15 +4,16 @@ released, and a reader of one sample of Prometheus' text format."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from imdb_sentiment.predict import Prediction
+from imdb_sentiment.predict import ModelFile, Prediction
 
 
 class BlockingPredictor:
     kernel = "stub"
-    source = None
+    source = ModelFile(Path("stub.keras"), "0" * 64, 0)
 
     def __init__(self, fail: BaseException | None = None, hold: bool = True) -> None:
         self.batches: list[list[str]] = []

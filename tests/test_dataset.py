@@ -92,3 +92,18 @@ def test_no_movie_on_both_sides_when_each_movies_reviews_sit_together(order):
     # Every review of a chosen movie is in validation, not just some.
     chosen = set(table.movie[validation])
     assert validation.tolist() == table.movie.isin(chosen).tolist()
+
+
+def test_trim_padding_on_either_side():
+    pre = np.array([[0, 0, 3, 4], [0, 0, 0, 5]])
+    post = np.array([[3, 4, 0, 0], [5, 0, 0, 0]])
+    assert dataset.trim_padding(pre).tolist() == [[3, 4], [0, 5]]
+    assert dataset.trim_padding(post).tolist() == [[3, 4], [5, 0]]
+    assert dataset.trim_padding(np.zeros((2, 3), int)).shape == (2, 1)
+
+
+def test_shortest_first_orders_rows_by_token_count_keeping_ties_in_order():
+    x = np.array([[0, 0, 3], [4, 5, 6], [0, 0, 7], [0, 8, 9]])
+    counts = dataset.token_counts(x)
+    assert dataset.shortest_first(counts).tolist() == [0, 2, 3, 1]
+    assert dataset.shortest_first(counts, np.array([3, 2, 1])).tolist() == [2, 3, 1]

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from imdb_sentiment import hoisted_lstm, model
+from imdb_sentiment.contracts import InternalsChanged
 
 BATCH, STEPS, WIDTH, UNITS = 6, 13, 5, 4
 
@@ -152,3 +153,30 @@ def test_a_classifier_with_the_layer_saves_and_loads_in_safe_mode(tmp_path) -> N
     loaded = model.load_model(tmp_path / "hoisted.keras")
     assert isinstance(loaded.layers[2], hoisted_lstm.HoistedLSTM)
     assert np.allclose(loaded(ids), classifier(ids), atol=1e-6)
+
+
+def test_the_keras_internals_the_hoisted_loop_relies_on_hold() -> None:
+    # Fails on the day a Keras or TensorFlow release changes them: then see lstm_class.
+    assert hoisted_lstm.contract_problems() == []
+
+
+def test_a_changed_inner_loop_falls_back_to_keras_lstm_with_a_warning(monkeypatch) -> None:
+    monkeypatch.setattr(hoisted_lstm, "INNER_LOOP_PARAMETERS", ["self", "inputs"])
+    with pytest.warns(InternalsChanged, match="LSTM.inner_loop takes"):
+        assert hoisted_lstm.lstm_class("hoisted") is keras.layers.LSTM
+    with pytest.warns(InternalsChanged):
+        classifier = model.build_classifier(20, 4, 3, 1, False, 0.0, lstm_kernel="hoisted")
+    assert not any(isinstance(layer, hoisted_lstm.HoistedLSTM) for layer in classifier.layers)
+
+
+def test_an_unrecognised_embedding_lookup_warns_and_keeps_the_per_step_product(
+    monkeypatch,
+) -> None:
+    monkeypatch.setattr(hoisted_lstm, "embedding_lookup", lambda sequences: None)
+    with pytest.warns(InternalsChanged, match="no longer a GatherV2"):
+        assert hoisted_lstm.lstm_class("hoisted") is hoisted_lstm.HoistedLSTM
+
+
+def test_lstm_class_names_an_unknown_kernel() -> None:
+    with pytest.raises(ValueError, match="'cudnn'"):
+        hoisted_lstm.lstm_class("cudnn")

@@ -28,14 +28,6 @@ def test_padding_is_masked():
     assert np.allclose(short, padded, atol=1e-6)
 
 
-def test_trim_padding_on_either_side():
-    pre = np.array([[0, 0, 3, 4], [0, 0, 0, 5]])
-    post = np.array([[3, 4, 0, 0], [5, 0, 0, 0]])
-    assert model.trim_padding(pre).tolist() == [[3, 4], [0, 5]]
-    assert model.trim_padding(post).tolist() == [[3, 4], [5, 0]]
-    assert model.trim_padding(np.zeros((2, 3), int)).shape == (2, 1)
-
-
 def test_bucketed_batches_cover_every_review_once_per_epoch():
     rng = np.random.default_rng(0)
     lengths = rng.integers(1, 20, 103)

@@ -10,7 +10,7 @@ WORDS = 10  # word ids 0..9: 0 padding, 1 unknown word
 
 def test_pair_keys_pair_each_word_with_the_one_before_it():
     ids = np.array([[0, 0, 3, 4, 1], [5, 6, 0, 0, 0]])
-    assert ngrams.ngram_keys(ids, WORDS, 2).tolist() == [
+    assert ngrams.ngram_keys(ids, WORDS, 2).numpy().tolist() == [
         [-1, -1, -1, 34, 41],  # the first word has no predecessor; an unknown word pairs
         [-1, 56, -1, -1, -1],
     ]
@@ -18,7 +18,7 @@ def test_pair_keys_pair_each_word_with_the_one_before_it():
 
 def test_triple_keys_need_three_real_words_in_a_row():
     ids = np.array([[0, 2, 3, 4, 1], [5, 6, 7, 0, 8], [9, 8, 0, 0, 0]])
-    assert ngrams.ngram_keys(ids, WORDS, 3).tolist() == [
+    assert ngrams.ngram_keys(ids, WORDS, 3).numpy().tolist() == [
         [-1, -1, -1, 234, 341],
         [-1, -1, 567, -1, -1],  # padding inside a review breaks the run
         [-1, -1, -1, -1, -1],  # two words make no triple
@@ -43,37 +43,54 @@ def test_vocabulary_keeps_the_most_frequent_ngrams_ties_broken_by_key():
 
 
 def test_ngram_ids_number_kept_ngrams_after_padding_and_unknown():
-    vocabulary = np.array([23, 32, 54])
     ids = np.array([[0, 2, 3, 2, 9], [5, 4, 0, 3, 2]])
-    assert ngrams.ngram_ids(ids, vocabulary, WORDS, 2).tolist() == [
-        [PAD_ID, PAD_ID, 2, 3, OOV_ID],
-        [PAD_ID, 4, PAD_ID, PAD_ID, 3],
-    ]
-    empty = ngrams.ngram_ids(ids, np.array([], np.int64), WORDS, 2)
-    assert empty.tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 1]]
+    layer = ngrams.WordNgrams(np.array([23, 32, 54]), WORDS, 2)
+    expected = [[PAD_ID, PAD_ID, 2, 3, OOV_ID], [PAD_ID, 4, PAD_ID, PAD_ID, 3]]
+    assert layer(ids).numpy().tolist() == expected
+    assert layer.traced()(ids).tolist() == expected
+    empty = ngrams.WordNgrams(np.array([], np.int64), WORDS, 2)
+    assert empty(ids).numpy().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 1]]
+
+
+def brute_force_ids(ids: np.ndarray, vocabulary: np.ndarray, n: int) -> list[list[int]]:
+    """Each step's n-gram id by reading the words off one by one (a test oracle)."""
+    rows = []
+    for review in ids.tolist():
+        row = []
+        for t in range(len(review)):
+            words = review[t - n + 1 : t + 1] if t >= n - 1 else []
+            if not words or PAD_ID in words:
+                row.append(PAD_ID)
+                continue
+            key = sum(word * WORDS ** (len(words) - 1 - i) for i, word in enumerate(words))
+            known = np.flatnonzero(vocabulary == key)
+            row.append(int(known[0]) + 2 if known.size else OOV_ID)
+        rows.append(row)
+    return rows
 
 
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("kept", [0, 1, 5, 40])
-def test_layer_gives_the_same_ids_as_numpy_in_a_graph_and_under_xla(kept, n):
+def test_layer_matches_word_by_word_reading_eager_traced_and_under_xla(kept, n):
     rng = np.random.default_rng(kept)
     ids = rng.integers(0, WORDS, size=(6, 12)).astype(np.int32)
     ids[0, :7] = 0
     ids[1, 4:] = 0
     vocabulary = ngrams.build_ngram_vocabulary(ids, WORDS, 2 + kept, n)
     layer = ngrams.WordNgrams(vocabulary, WORDS, n)
-    expected = ngrams.ngram_ids(ids, vocabulary, WORDS, n)
+    expected = brute_force_ids(ids, vocabulary, n)
     assert layer.vocab_size == len(vocabulary) + 2
-    assert np.array_equal(layer(ids).numpy(), expected)
+    assert layer(ids).numpy().tolist() == expected
+    assert layer.traced()(ids).tolist() == expected
     xla = tf.function(layer, jit_compile=True)
-    assert np.array_equal(xla(tf.constant(ids)).numpy(), expected)
+    assert xla(tf.constant(ids)).numpy().tolist() == expected
 
 
 @pytest.mark.parametrize("steps", [0, 1, 2])
 def test_layer_keeps_the_length_of_reviews_shorter_than_n(steps):
     layer = ngrams.WordNgrams(np.array([234]), WORDS, n=3)
     ids = np.full((2, steps), 5, np.int32)
-    assert layer(ids).numpy().tolist() == ngrams.ngram_ids(ids, layer.vocabulary, WORDS, 3).tolist()
+    assert layer.traced()(ids).tolist() == [[PAD_ID] * steps] * 2
     assert layer(ids).shape == (2, steps)
 
 

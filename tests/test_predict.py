@@ -7,7 +7,6 @@ import zipfile
 import numpy as np
 import pytest
 import tensorflow as tf
-import yaml
 
 from imdb_sentiment import inference, text
 from imdb_sentiment import predict as predict_module
@@ -17,8 +16,6 @@ from imdb_sentiment.predict import (
     FairLock,
     ModelError,
     Predictor,
-    describe_architecture,
-    model_card,
 )
 
 REVIEWS = ["A great, wonderful film!", "Boring and awful. The worst.", "plot " * 100]
@@ -104,29 +101,6 @@ def test_classifier_alone_is_not_an_end_to_end_model(pipeline_run):
         Predictor.load(pipeline_run / "models/classifier.keras")
 
 
-def test_model_card_names_hash_params_and_accuracy(model_path, pipeline_run):
-    card = model_card(model_path)
-    assert len(card["sha256"]) == 64 and card["params"]["train.lstm_units"] == 4
-    assert card["test_accuracy"] is not None
-
-
-def test_model_card_tells_whether_the_file_is_the_one_dvc_lock_recorded(tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    model = models / "end_to_end.keras"
-    model.write_bytes(b"model bytes")
-    assert model_card(model)["matches_dvc_lock"] is None  # no dvc.lock
-    listing = [{"relpath": "end_to_end.keras", "md5": hashlib.md5(b"model bytes").hexdigest()}]
-    cache = tmp_path / ".dvc/cache/files/md5/ab"
-    cache.mkdir(parents=True)
-    (cache / "cdef.dir").write_text(json.dumps(listing))
-    lock = {"stages": {"train": {"outs": [{"path": "models", "md5": "abcdef.dir"}]}}}
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    assert model_card(model)["matches_dvc_lock"] is True
-    model.write_bytes(b"another model")
-    assert model_card(model)["matches_dvc_lock"] is False
-
-
 def test_reviews_without_any_token_get_a_finite_probability(predictor):
     for prediction in predictor.predict(["!!!", "<br /><br />", "..."]):
         assert 0.0 < prediction.probability_positive < 1.0
@@ -191,41 +165,6 @@ def test_predictions_count_known_words(predictor):
     assert (known.known_words, unknown.known_words) == (2, 0)
 
 
-def test_model_card_describes_the_network_of_its_params():
-    params = {
-        "train.lstm_units": 64,
-        "train.lstm_layers": 1,
-        "train.bidirectional": False,
-        "train.pair_vocab_size": 50000,
-        "train.triple_vocab_size": 0,
-        "teachers.seeds": [42, 43, 44],
-    }
-    assert describe_architecture(params) == (
-        "one-direction LSTM (1 x 64 units) over words and word pairs, distilled from 3 teachers"
-    )
-    single = {**params, "train.bidirectional": True, "train.pair_vocab_size": 0}
-    assert describe_architecture({**single, "teachers.seeds": []}) == (
-        "bidirectional LSTM (1 x 64 units) over words"
-    )
-
-
-def test_model_card_reads_the_params_dvc_lock_recorded(tmp_path):
-    (tmp_path / "models").mkdir()
-    model = tmp_path / "models" / "end_to_end.keras"
-    model.write_bytes(b"model bytes")
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": {"lstm_units": 999}}))
-    lock = {
-        "stages": {
-            "preprocess": {"params": {"params.yaml": {"preprocess.vocab_size": 10}}},
-            "train": {"params": {"params.yaml": {"train.lstm_units": 7}}},
-        }
-    }
-    (tmp_path / "dvc.lock").write_text(yaml.safe_dump(lock))
-    card = model_card(model)
-    assert card["params"] == {"preprocess.vocab_size": 10, "train.lstm_units": 7}
-    assert card["sha256"] == hashlib.sha256(b"model bytes").hexdigest()
-
-
 def test_load_hashes_and_loads_the_same_bytes_even_if_the_file_is_swapped(
     model_path, tmp_path, monkeypatch
 ):
@@ -242,7 +181,6 @@ def test_load_hashes_and_loads_the_same_bytes_even_if_the_file_is_swapped(
     monkeypatch.setattr(predict_module, "load_model", swap_then_load)
     predictor = Predictor.load(path, expected_sha256=original)
     assert predictor.source.sha256 == original
-    assert model_card(path, source=predictor.source)["sha256"] == original
     assert predictor.predict(["a great film"])[0].label in ("positive", "negative")
 
 

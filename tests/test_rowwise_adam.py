@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from imdb_sentiment import model
+from imdb_sentiment import model, rowwise_adam
+from imdb_sentiment.contracts import InternalsChanged
 from imdb_sentiment.rowwise_adam import RowwiseAdam, RowwiseEMASwap
 
 
@@ -122,3 +123,32 @@ def test_swap_callback_puts_the_caught_up_averages_in_the_model():
         weights[name] = classifier.get_weights()
     for lazy, reference in zip(weights["lazy"], weights["keras"], strict=True):
         assert np.allclose(lazy, reference, atol=1e-5)
+
+
+def test_the_keras_internals_rowwise_adam_relies_on_hold() -> None:
+    # Fails on the day a Keras release changes them: then see adam_class.
+    assert rowwise_adam.contract_problems() == []
+    assert rowwise_adam.adam_class(True) is RowwiseAdam
+    assert type(rowwise_adam.ema_swap_callback()) is RowwiseEMASwap
+
+
+def test_changed_optimizer_internals_fall_back_to_keras_adam_with_a_warning(monkeypatch) -> None:
+    monkeypatch.setattr(rowwise_adam, "OPTIMIZER_MEMBERS", ("_momentums", "_moments_by_row"))
+    classifier = model.build_classifier(20, 4, 3, 1, False, 0.0)
+    with pytest.warns(InternalsChanged, match="Adam._moments_by_row is gone"):
+        model.compile_classifier(classifier, 0.01, 1.0, 0.9, rowwise_embeddings=True)
+    assert type(classifier.optimizer) is keras.optimizers.Adam
+    x, y = np.array([[0, 2, 3], [4, 5, 6]]), np.array([0.0, 1.0])
+    history = classifier.fit(
+        x,
+        y,
+        epochs=1,
+        verbose=0,
+        callbacks=model.training_callbacks(keras.callbacks.EarlyStopping("loss"), 0.9),
+    )
+    assert np.isfinite(history.history["loss"][0])
+
+
+def test_a_changed_swap_callback_falls_back_to_keras_own(monkeypatch) -> None:
+    monkeypatch.setattr(rowwise_adam, "SWAP_MEMBERS", ("_swap_variables", "_averages_swapped"))
+    assert type(rowwise_adam.ema_swap_callback()) is keras.callbacks.SwapEMAWeights

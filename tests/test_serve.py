@@ -69,8 +69,8 @@ def test_predict_batch_keeps_order(client, predictor):
 
 def test_health_names_the_model(client):
     model = client.get("/health").json()["model"]
-    assert len(model["sha256"]) == 64 and "train.lstm_units" in model["params"]
-    assert "test_accuracy" in model
+    assert len(model["sha256"]) == 64 and "lstm_units" in model["params"]["train"]
+    assert model["matches_card"] is True and "test_accuracy" in model
 
 
 def test_openapi_docs(client):
@@ -225,7 +225,7 @@ def stub_app(monkeypatch):
 
     def make(predictor: BlockingPredictor, **settings) -> FastAPI:
         monkeypatch.setattr(serve.Predictor, "load", lambda *args, **kwargs: predictor)
-        monkeypatch.setattr(serve, "model_card", lambda path, **kwargs: {"path": str(path)})
+        monkeypatch.setattr(serve, "read_card", lambda path, *hashes: {"path": str(path)})
         return serve.create_app(serve.ServerSettings(ui=False, **settings))
 
     return make

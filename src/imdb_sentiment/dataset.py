@@ -1,4 +1,4 @@
-"""Validation split, encoded arrays and dataset statistics."""
+"""Validation split, encoded arrays, their lengths and statistics."""
 
 from __future__ import annotations
 
@@ -62,6 +62,21 @@ def sequence_stats(token_counts: np.ndarray, x: np.ndarray, y: np.ndarray) -> di
 def token_counts(x: np.ndarray) -> np.ndarray:
     """Real (non-padding) tokens per row."""
     return (x != PAD_ID).sum(axis=1)
+
+
+def shortest_first(counts: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+    """``rows`` (default: all) ordered by their token counts, shortest first, ties in their
+    given order: the one length sort of training batches and of scoring."""
+    rows = np.arange(len(counts)) if rows is None else rows
+    return rows[np.argsort(counts[rows], kind="stable")]
+
+
+def trim_padding(x: np.ndarray) -> np.ndarray:
+    """Drop columns that are padding in every row, whichever side the padding is on."""
+    used = np.flatnonzero((x != PAD_ID).any(axis=0))
+    if used.size == 0:
+        return x[:, :1]
+    return x[:, used[0] : used[-1] + 1]
 
 
 def random_windows(

@@ -197,10 +197,14 @@ def gpu_visible() -> bool:
 
 
 def _lstms(model: keras.Model) -> list[keras.layers.LSTM]:
-    found = []
-    for layer in model._flatten_layers(include_self=False):
+    """Every LSTM in ``model``, inside nested models and Bidirectional wrappers, once each."""
+    found: dict[int, keras.layers.LSTM] = {}
+    for layer in model.layers:
         if isinstance(layer, keras.layers.Bidirectional):
-            found += [layer.forward_layer, layer.backward_layer]
+            inner = [layer.forward_layer, layer.backward_layer]
         elif isinstance(layer, keras.layers.LSTM):
-            found.append(layer)
-    return found
+            inner = [layer]
+        else:
+            inner = _lstms(layer) if isinstance(layer, keras.Model) else []
+        found.update((id(lstm), lstm) for lstm in inner)
+    return list(found.values())

@@ -19,6 +19,13 @@ faster; dropout inside the cell; other activations; ``go_backwards``, ``stateful
 ``unroll``), and for inference (the serving kernel, :mod:`imdb_sentiment.lstm_kernel`, and
 XLA-compiled prediction need no Python call inside the graph), it runs Keras' own loop.
 Tests compare outputs and gradients with ``keras.layers.LSTM``.
+
+Two undocumented parts of Keras and TensorFlow hold it up, both here and only here
+(:func:`contract_problems`): it overrides ``LSTM.inner_loop``, and it recognises Keras'
+embedding output as a ``GatherV2`` op of the table. Where the first changes,
+:func:`lstm_class` hands out ``keras.layers.LSTM``; where the second does, the input product
+runs over every step instead of every distinct word (the same numbers, slower). Either way a
+warning says so.
 """
 
 from __future__ import annotations
@@ -28,7 +35,10 @@ import numba
 import numpy as np
 import tensorflow as tf
 
+from imdb_sentiment.contracts import signature_changed, warn_fallback
 from imdb_sentiment.numba_math import JIT, sigmoid, tanh
+
+INNER_LOOP_PARAMETERS = ["self", "sequences", "initial_state", "mask", "training"]
 
 
 def runs_hoisted(layer: keras.layers.LSTM, training: bool) -> bool:
@@ -266,3 +276,45 @@ def _step_backward(d_h, d_c, d_z, gates, cells, c_prev, mask_t, units):  # noqa:
             d_z[b, 2 * units + q] = d_c[b, q] * gates[b, q] * (1 - g * g)
         for q in range(units):
             d_c[b, q] *= gates[b, units + q]
+
+
+def contract_problems() -> list[str]:
+    """What of the Keras and TensorFlow internals above has changed; empty when all hold."""
+    return _loop_problems() + _lookup_problems()
+
+
+def _loop_problems() -> list[str]:
+    inner_loop = getattr(keras.layers.LSTM, "inner_loop", None)
+    return signature_changed(inner_loop, INNER_LOOP_PARAMETERS, "LSTM.inner_loop")
+
+
+def _lookup_problems() -> list[str]:
+    embedding = keras.layers.Embedding(3, 2)
+    embedding.build((None, None))
+    recognised = []
+
+    @tf.function
+    def trace(ids: tf.Tensor) -> tf.Tensor:
+        outputs = embedding(ids)
+        recognised.append(embedding_lookup(outputs) is not None)
+        return outputs
+
+    trace.get_concrete_function(tf.TensorSpec([None, None], tf.int32))
+    return [] if recognised[0] else ["Keras' Embedding output is no longer a GatherV2 op"]
+
+
+def lstm_class(kind: str) -> type[keras.layers.LSTM]:
+    """The layer for ``train.lstm_kernel``: "keras", or "hoisted" (:class:`HoistedLSTM`, or
+    Keras' own LSTM, with a warning, where the loop's internals changed)."""
+    if kind == "keras":
+        return keras.layers.LSTM
+    if kind != "hoisted":
+        raise ValueError(f"lstm_kernel must be 'keras' or 'hoisted', got {kind!r}")
+    loop, lookup = _loop_problems(), _lookup_problems()
+    if loop:
+        warn_fallback("HoistedLSTM", loop + lookup, "Training uses keras.layers.LSTM (slower).")
+        return keras.layers.LSTM
+    if lookup:
+        fallback = "HoistedLSTM multiplies every step's input, not every distinct word's (slower)."
+        warn_fallback("HoistedLSTM's row lookup", lookup, fallback)
+    return HoistedLSTM

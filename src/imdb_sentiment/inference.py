@@ -9,9 +9,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from imdb_sentiment.dataset import shortest_first, token_counts, trim_padding
 from imdb_sentiment.lstm_kernel import compile_lstm_scorer
-from imdb_sentiment.model import trim_padding
-from imdb_sentiment.text import PAD_ID
 
 Scorer = Callable[[np.ndarray], np.ndarray]
 XLA_MAX_ROWS = 16  # batches up to this many rows run through XLA, larger ones a plain graph
@@ -93,7 +92,7 @@ def predict_probabilities(score: Scorer, x: np.ndarray, batch_size: int) -> np.n
     """P(positive) for each row of ``x``, computed over length-sorted, trimmed batches."""
     if XLA_SPLIT_ROWS < len(x) <= XLA_MAX_ROWS:
         batch_size = min(batch_size, XLA_SPLIT_ROWS)
-    order = np.argsort((x != PAD_ID).sum(axis=1), kind="stable")
+    order = shortest_first(token_counts(x))
     probabilities = np.empty(len(x), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         rows = order[start : start + batch_size]

@@ -18,7 +18,6 @@ layers) return ``None`` from :func:`compile_lstm_scorer` and are scored by Keras
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -28,7 +27,7 @@ import numpy as np
 
 from imdb_sentiment.layers import MaskedPooling1D
 from imdb_sentiment.model import branch_pooling, network_description, resolve_views
-from imdb_sentiment.ngrams import ngram_ids
+from imdb_sentiment.ngrams import WordNgrams
 from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
 from imdb_sentiment.text import PAD_ID
 
@@ -166,12 +165,12 @@ def compile_lstm_scorer(
         return None
     if not members or any(branches is None for branches in members):
         return None
-    branches = [(to_ids, weights) for member in members for to_ids, weights, _ in member]
     word_rows = _check_table_rows(members, word_vocab_size)
+    branches = [(_ids_of(ngrams), weights) for member in members for ngrams, weights, _ in member]
     member_of_branch = np.repeat(np.arange(len(members)), [len(member) for member in members])
     for _, weights in branches:  # compile (or load from cache) now, not on a first request
+        ones = np.ones((1, 1), np.int32)
         for variant in (_features_serial, _features_parallel):
-            ones = np.ones((1, 1), np.int32)
             variant(ones, weights["gate_table"], weights["recurrent"], weights["pooling"])
 
     def score(ids: np.ndarray) -> np.ndarray:
@@ -201,8 +200,8 @@ class KernelMismatch(ValueError):
     """A model whose embedding tables do not cover the ids it is given."""
 
 
-# (ids transform or None, kernel weights, ids needed: rows its table must have, or None)
-KernelBranch = tuple[Callable | None, dict, int | None]
+# (n-gram layer, None for words; kernel weights; ids needed: rows its table must have, or None)
+KernelBranch = tuple[WordNgrams | None, dict, int | None]
 
 
 def _kernel_branches(classifier: keras.Model, member: dict) -> list[KernelBranch] | None:
@@ -217,14 +216,18 @@ def _kernel_branches(classifier: keras.Model, member: dict) -> list[KernelBranch
         if ngrams is None:  # the words branch reads the ids as they are
             branches.append((None, weights, max(words_needed, default=None)))
             continue
-        to_ngram_ids = functools.partial(
-            ngram_ids,
-            vocabulary=ngrams.vocabulary,
-            word_vocab_size=ngrams.word_vocab_size,
-            n=ngrams.n,
-        )
-        branches.append((to_ngram_ids, weights, ngrams.vocab_size))
+        branches.append((ngrams, weights, ngrams.vocab_size))
     return branches
+
+
+def _ids_of(ngrams: WordNgrams | None) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The branch's ids from word ids: the model's own n-gram layer, traced now (so not on a
+    first request); None for the words branch."""
+    if ngrams is None:
+        return None
+    to_ids = ngrams.traced()
+    to_ids(np.ones((1, 1), np.int32))
+    return to_ids
 
 
 def _matches(weights: dict, described: dict) -> bool:
@@ -242,13 +245,13 @@ def _check_table_rows(members: list[list[KernelBranch]], word_vocab_size: int | 
     return the row count of the smallest word table (the bound for each call's ids)."""
     word_rows = []
     for number, member in enumerate(members, start=1):
-        for to_ids, weights, needed in member:
+        for ngrams, weights, needed in member:
             rows = len(weights["gate_table"])
-            if to_ids is None:
+            if ngrams is None:
                 word_rows.append(rows)
                 needed = max(needed or 0, word_vocab_size or 0) or None
             if needed is not None and rows < needed:
-                table = "word" if to_ids is None else f"{to_ids.keywords['n']}-gram"
+                table = "word" if ngrams is None else f"{ngrams.n}-gram"
                 raise KernelMismatch(
                     f"member {number}'s {table} embedding has {rows} rows, but its ids run "
                     f"to {needed - 1}: the model does not match its vocabulary"

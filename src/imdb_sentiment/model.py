@@ -14,15 +14,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment.hoisted_lstm import HoistedLSTM
+from imdb_sentiment import dataset, rowwise_adam
+from imdb_sentiment.hoisted_lstm import HoistedLSTM, lstm_class
 from imdb_sentiment.layers import MaskedPooling1D
 from imdb_sentiment.malloc import reuse_large_buffers
 from imdb_sentiment.ngrams import NAMES, WordNgrams
-from imdb_sentiment.rowwise_adam import RowwiseAdam, RowwiseEMASwap
-from imdb_sentiment.text import PAD_ID, TextEncoder
+from imdb_sentiment.text import TextEncoder
 
 POOLINGS = ("last", "max", "mean_max")
-LSTM_KERNELS = {"keras": keras.layers.LSTM, "hoisted": HoistedLSTM}  # train.lstm_kernel
 
 
 def build_classifier(
@@ -47,6 +46,7 @@ def build_classifier(
     """
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {POOLINGS}, got {pooling!r}")
+    lstm = lstm_class(lstm_kernel)
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     # mask_zero lets the LSTM skip padding, so padding side does not change the result.
     hidden = keras.layers.Embedding(vocab_size, embedding_dim, mask_zero=True)(ids)
@@ -54,7 +54,7 @@ def build_classifier(
         hidden = keras.layers.SpatialDropout1D(embedding_dropout)(hidden)
     for layer_index in range(lstm_layers):
         sequences = pooling != "last" or layer_index < lstm_layers - 1
-        recurrent = LSTM_KERNELS[lstm_kernel](lstm_units, return_sequences=sequences)
+        recurrent = lstm(lstm_units, return_sequences=sequences)
         hidden = (keras.layers.Bidirectional(recurrent) if bidirectional else recurrent)(hidden)
         if dropout:
             hidden = keras.layers.Dropout(dropout)(hidden)
@@ -253,12 +253,13 @@ def compile_classifier(
     ``ema_momentum`` > 0 keeps an exponential moving average of the weights (Polyak
     averaging); pair it with :func:`training_callbacks` so validation and the saved model
     use the averaged weights. ``soft_targets``: the training targets are probabilities, so
-    "accuracy" is measured as :func:`agreement`. ``rowwise_embeddings``: :class:`RowwiseAdam`.
+    "accuracy" is measured as :func:`agreement`. ``rowwise_embeddings``:
+    :class:`~imdb_sentiment.rowwise_adam.RowwiseAdam` (where Keras' internals allow).
     ``decay_steps`` > 0: the rate falls linearly from ``learning_rate`` to 0 over that many
     steps (0: constant).
     """
     averaging = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum else {}
-    adam = RowwiseAdam if rowwise_embeddings else keras.optimizers.Adam
+    adam = rowwise_adam.adam_class(rowwise_embeddings)
     rate = learning_rate
     if decay_steps:
         rate = keras.optimizers.schedules.PolynomialDecay(learning_rate, decay_steps, 0.0)
@@ -296,7 +297,7 @@ def training_callbacks(
     """
     if not ema_momentum:
         return [early_stopping]
-    return [RowwiseEMASwap(swap_on_epoch=True), early_stopping]
+    return [rowwise_adam.ema_swap_callback(), early_stopping]
 
 
 def build_end_to_end(encoder: TextEncoder, classifier: keras.Model) -> keras.Model:
@@ -320,14 +321,6 @@ def portable_copy(classifier: keras.Model) -> keras.Model:
     return copy
 
 
-def trim_padding(x: np.ndarray) -> np.ndarray:
-    """Drop columns that are padding in every row, whichever side the padding is on."""
-    used = np.flatnonzero((x != PAD_ID).any(axis=0))
-    if used.size == 0:
-        return x[:, :1]
-    return x[:, used[0] : used[-1] + 1]
-
-
 class BucketedBatches:
     """Batches of similar-length reviews, trimmed to their longest member.
 
@@ -348,7 +341,7 @@ class BucketedBatches:
     ) -> None:
         self.x, self.y = x, y.astype("float32").reshape(-1, 1)
         self.batch_size, self.bucketed, self.window = batch_size, bucketed, window_batches
-        self.lengths = (x != PAD_ID).sum(axis=1)
+        self.lengths = dataset.token_counts(x)
         self.rng = np.random.default_rng(seed) if seed is not None else None
         self.shards, self.shard = 1, 0
 
@@ -371,7 +364,7 @@ class BucketedBatches:
         if self.bucketed:
             window = self.batch_size * self.window
             chunks = np.split(order, range(window, len(order), window))
-            order = np.concatenate([c[np.argsort(self.lengths[c], kind="stable")] for c in chunks])
+            order = np.concatenate([dataset.shortest_first(self.lengths, c) for c in chunks])
         batches = np.split(order, range(self.batch_size, len(order), self.batch_size))
         if self.rng is not None:
             self.rng.shuffle(batches)
@@ -387,7 +380,7 @@ class BucketedBatches:
         reuse_large_buffers()
         for rows in self.plan():
             x = self.x[rows]
-            yield (trim_padding(x) if self.bucketed else x), self.y[rows]
+            yield (dataset.trim_padding(x) if self.bucketed else x), self.y[rows]
 
     def as_dataset(self) -> tf.data.Dataset:
         """A tf.data pipeline over this object; each epoch re-iterates, so re-plans."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import tempfile
 import threading
 import zipfile
@@ -22,7 +21,6 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import yaml
 
 from imdb_sentiment import text
 from imdb_sentiment.inference import length_buckets, predict_probabilities, select_scorer
@@ -224,13 +222,11 @@ class ModelFile:
 
     path: Path
     sha256: str
-    md5: str  # what DVC records
     size: int
 
     @classmethod
     def of(cls, path: Path, content: bytes) -> ModelFile:
-        md5 = hashlib.md5(content).hexdigest()  # noqa: S324 - DVC's hash, not for security
-        return cls(Path(path), hashlib.sha256(content).hexdigest(), md5, len(content))
+        return cls(Path(path), hashlib.sha256(content).hexdigest(), len(content))
 
 
 def read_artifact(path: Path) -> bytes:
@@ -253,91 +249,3 @@ def read_artifact(path: Path) -> bytes:
                     f"bytes, over the {MAX_MODEL_MEMBER_BYTES:,}-byte limit"
                 )
     return content
-
-
-def model_card(
-    model_path: Path, project_root: Path | None = None, source: ModelFile | None = None
-) -> dict:
-    """Identity of a model: file hash, the params that trained it, its test accuracy.
-
-    Params come from dvc.lock (what actually ran) or, failing that, params.yaml; both and
-    metrics/eval.json are looked up in the project folder (by default the model's parent's parent).
-    With ``source`` (a loaded Predictor's), the hashes are of the bytes that were loaded.
-    """
-    model_path = Path(model_path)
-    root = Path(project_root) if project_root else model_path.resolve().parent.parent
-    source = source or ModelFile.of(model_path, model_path.read_bytes())
-    card = {"path": str(model_path), "sha256": source.sha256}
-    card["size_mb"] = round(source.size / 2**20, 2)
-    lock = root / "dvc.lock"
-    stages = (yaml.safe_load(lock.read_text()) or {}).get("stages", {}) if lock.is_file() else None
-    card["matches_dvc_lock"] = _matches_dvc_lock(model_path, source.md5, root, stages)
-    card["params"] = _training_params(root, stages)
-    card["architecture"] = describe_architecture(card["params"])
-    metrics = root / "metrics" / "eval.json"
-    if metrics.is_file():
-        card["test_accuracy"] = json.loads(metrics.read_text()).get("accuracy")
-    prepared = root / "metrics" / "preprocess.json"
-    if prepared.is_file():
-        card["train_reviews"] = json.loads(prepared.read_text()).get("train", {}).get("reviews")
-    return card
-
-
-def describe_architecture(params: dict) -> str | None:
-    """One line on the network the params build, e.g. for the UI's header."""
-    if "train.lstm_units" not in params:
-        return None
-    layers = params.get("train.lstm_layers", 1)
-    direction = "bidirectional" if params.get("train.bidirectional") else "one-direction"
-    views = ["words"]
-    views += ["word pairs"] * bool(params.get("train.pair_vocab_size"))
-    views += ["word triples"] * bool(params.get("train.triple_vocab_size"))
-    line = (
-        f"{direction} LSTM ({layers} x {params['train.lstm_units']} units) "
-        f"over {' and '.join(views)}"
-    )
-    teachers = len(params.get("teachers.seeds") or [])
-    return f"{line}, distilled from {teachers} teachers" if teachers else line
-
-
-def _matches_dvc_lock(model_path: Path, md5: str, root: Path, stages: dict | None) -> bool | None:
-    """Whether the file is the one dvc.lock recorded (None when that cannot be told).
-
-    DVC records a folder output as the md5 of a listing kept in its cache; the listing
-    holds each file's md5.
-    """
-    if stages is None:
-        return None
-    cache = root / ".dvc" / "cache" / "files" / "md5"
-    for stage in stages.values():
-        for out in stage.get("outs", []):
-            folder = root / out["path"]
-            if not str(out.get("md5", "")).endswith(".dir"):
-                continue
-            if model_path.resolve().parent != folder.resolve():
-                continue
-            listing = cache / out["md5"][:2] / out["md5"][2:]
-            if not listing.is_file():
-                return None
-            recorded = {entry["relpath"]: entry["md5"] for entry in json.loads(listing.read_text())}
-            return recorded.get(model_path.name) == md5
-    return None
-
-
-def _training_params(root: Path, stages: dict | None) -> dict:
-    if stages is not None:
-        merged: dict = {}
-        for stage in ("preprocess", "train"):  # train's hold teachers.seeds too
-            for values in stages.get(stage, {}).get("params", {}).values():
-                merged.update({key: value for key, value in values.items()})
-        if merged:
-            return merged
-    params = root / "params.yaml"
-    if params.is_file():
-        document = yaml.safe_load(params.read_text()) or {}
-        return {
-            f"{section}.{key}": value
-            for section in ("preprocess", "teachers", "train")
-            for key, value in (document.get(section) or {}).items()
-        }
-    return {}

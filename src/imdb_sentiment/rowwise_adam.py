@@ -10,13 +10,32 @@ value ``w``, and ``k`` steps of ``a <- m a + (1 - m) w`` give ``a = w + m**k (a 
 row remembers the step its average was last brought up to date, is caught up when a batch
 uses it, and every row is caught up before the average is read (:class:`RowwiseEMASwap`).
 The result is Keras' average of the same weights, to float rounding.
+
+Both classes use private members of Keras' optimizer and ``SwapEMAWeights`` (listed in
+:func:`contract_problems`; this module is the only one that touches them). Where a Keras
+release changes them, :func:`adam_class` and :func:`ema_swap_callback` hand out Keras' own
+``Adam`` and ``SwapEMAWeights`` instead, with a warning: the same training, slower (the
+speed-up is measured in docs/benchmarks.md, "Training loop").
 """
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
+from imdb_sentiment.contracts import missing_members, signature_changed, warn_fallback
+
+OPTIMIZER_MEMBERS = (
+    "_momentums",
+    "_velocities",
+    "_get_variable_index",
+    "_var_key",
+    "_model_variables_moving_average",
+    "_trainable_variables",
+    "_update_model_variables_moving_average",
+)
+SWAP_MEMBERS = ("_swap_variables", "_ema_weights_in_model")
 NEVER_CHANGED = -1.0  # a row's step mark until a batch uses it: its average is its value
 
 
@@ -129,3 +148,36 @@ class RowwiseEMASwap(keras.callbacks.SwapEMAWeights):
             if isinstance(optimizer, RowwiseAdam):
                 optimizer.catch_up_averages()
         super()._swap_variables()
+
+
+def contract_problems() -> list[str]:
+    """What of the Keras internals above this Keras lacks or has changed; empty when all hold."""
+    adam = keras.optimizers.Adam(use_ema=True)
+    adam.build([keras.Variable(np.zeros((2, 1), "float32"))])
+    problems = missing_members(adam, OPTIMIZER_MEMBERS)
+    averaging = getattr(adam, "_update_model_variables_moving_average", None)
+    problems += signature_changed(averaging, ["trainable_variables"], "Adam averaging update")
+    problems += missing_members(keras.callbacks.SwapEMAWeights(), SWAP_MEMBERS)
+    return problems
+
+
+def _rowwise_available() -> bool:
+    problems = contract_problems()
+    if problems:
+        fallback = "Training uses keras.optimizers.Adam: the same model, slower per step."
+        warn_fallback(f"RowwiseAdam (Keras {keras.__version__})", problems, fallback)
+    return not problems
+
+
+def adam_class(rowwise: bool) -> type[keras.optimizers.Adam]:
+    """:class:`RowwiseAdam` when asked for and Keras' internals hold, else Keras' Adam."""
+    return RowwiseAdam if rowwise and _rowwise_available() else keras.optimizers.Adam
+
+
+def ema_swap_callback() -> keras.callbacks.SwapEMAWeights:
+    """The averaged-weights swap for fit(): :class:`RowwiseEMASwap`, which serves both
+    optimizers, or Keras' own where the members it uses changed (then :func:`adam_class` has
+    warned and hands out Keras' Adam, whose averages need no catching up)."""
+    if missing_members(keras.callbacks.SwapEMAWeights(), SWAP_MEMBERS):
+        return keras.callbacks.SwapEMAWeights(swap_on_epoch=True)
+    return RowwiseEMASwap(swap_on_epoch=True)

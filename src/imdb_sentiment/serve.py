@@ -30,6 +30,7 @@ from pydantic import AfterValidator, BaseModel, Field, StringConstraints
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from imdb_sentiment import open_inference, telemetry
+from imdb_sentiment.model_card import read_card
 from imdb_sentiment.predict import (
     DEFAULT_MODEL,
     NO_KNOWN_WORDS,
@@ -37,7 +38,6 @@ from imdb_sentiment.predict import (
     Prediction,
     Predictor,
     check_threshold,
-    model_card,
 )
 from imdb_sentiment.request_log import REVIEWS_KEY, RequestLog, access_logger, log_to_stderr
 
@@ -396,7 +396,8 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             predictor = Predictor.load(settings.model_path, expected_sha256=settings.model_sha256)
             predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
             state["predictor"] = predictor
-            card = model_card(settings.model_path, source=predictor.source)
+            source = predictor.source
+            card = read_card(settings.model_path, source.sha256, source.size)
             state["card"] = {**card, "kernel": predictor.kernel}
             if settings.metrics:
                 telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)

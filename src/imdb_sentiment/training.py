@@ -15,7 +15,7 @@ in the metrics), so the two cannot be confused.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -25,7 +25,7 @@ import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 
-from imdb_sentiment import calibration, dataset, evaluation, ngrams, text
+from imdb_sentiment import calibration, dataset, evaluation, multi_worker_fit, ngrams, text
 from imdb_sentiment.distribute import Placement, cudnn_blockers, gpu_visible, keep_lstms_off_cudnn
 from imdb_sentiment.inference import predict_probabilities, scorer
 from imdb_sentiment.live import EpochLogger
@@ -326,7 +326,7 @@ def train_member(
         )
     _fit_lstms_to_device(trainer, train[0])
     if placement.workers > 1:
-        _work_around_keras_multi_worker_bugs(trainer, placement.strategy, train)
+        multi_worker_fit.work_around_keras_bugs(trainer, placement.strategy, train)
     stopper = keras.callbacks.EarlyStopping(
         monitor=params.early_stopping_monitor,
         patience=params.early_stopping_patience,
@@ -373,33 +373,6 @@ def _per_worker(placement: Placement, batches: BucketedBatches) -> tf.data.Datas
     if placement.workers == 1:
         return dataset
     return placement.strategy.distribute_datasets_from_function(lambda _: dataset)
-
-
-def _work_around_keras_multi_worker_bugs(
-    trainer: keras.Model, strategy: tf.distribute.Strategy, train: Split
-) -> None:
-    """Two bugs of Keras 3's fit under MultiWorkerMirroredStrategy (tensorflow/tensorflow
-    issue 72388), patched on this one model:
-
-    - fit learns the input shapes by averaging the first batch over the workers, which fails
-      (a PerReplica of ids is not a tensor): every batch has the same dtypes and ranks, so a
-      local one builds the model, its loss and metrics instead;
-    - each step's logs are averaged over the workers along axis 0, which a scalar lacks:
-      the steps return them with one axis (their values are already the same on every
-      worker, so the average is the value).
-    """
-    x, y = train[0][:1], train[1][:1].astype("float32").reshape(-1, 1)
-
-    def build(iterator: object = None, data_batch: object = None) -> None:
-        with strategy.scope():
-            trainer._symbolic_build(data_batch=(x, y))
-
-    def with_an_axis(step: Callable) -> Callable:
-        return lambda data: {name: tf.reshape(v, [1]) for name, v in step(data).items()}
-
-    trainer._maybe_symbolic_build = build
-    trainer.train_step = with_an_axis(trainer.train_step)
-    trainer.test_step = with_an_axis(trainer.test_step)
 
 
 def decay_steps(params: NetworkParams, steps_per_epoch: int) -> int:
