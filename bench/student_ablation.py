@@ -16,7 +16,6 @@ the pipeline's own figures, since the teachers are cached stages.)
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -87,7 +86,7 @@ def main() -> int:
         if args.only and name not in args.only:
             continue
         overrides = {k: v for k, v in variant.items() if k != "teachers"}
-        params = dataclasses.replace(base, **overrides)
+        params = type(base).model_validate({**base.model_dump(), **overrides})
         seeds = variant.get("teachers", train.teacher_seeds(REPO_ROOT / "params.yaml"))
         soft = teacher_average(seeds, data, encoder.vocab_size)
         started = time.perf_counter()

@@ -8,49 +8,23 @@ against download.sha256 when there is no such file.
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
 from imdb_sentiment import archive, tables
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.params import ParamsError, run_stage
+from imdb_sentiment.schema import DownloadParams
 
 RAW_DIR = Path("data/raw")
 CACHE_DIR = Path("data/cache")
 SOURCE_FILE = "source.json"
-_SHA256 = {"pattern": re.compile(r"[0-9a-fA-F]{64}"), "pattern_help": "expected 64 hex digits"}
 
 
 SECTION = "download"
-
-
-@dataclass(frozen=True)
-class Params:
-    """The download section of params.yaml; the keys after `format` are for tables only."""
-
-    url: str
-    sha256: str = field(metadata=_SHA256)
-    format: Literal["aclimdb", "table"] = "aclimdb"
-    text_column: str | None = None
-    label_column: str | None = None
-    positive_labels: list | None = None
-    negative_labels: list | None = None
-    label_threshold: float | None = None
-    group_column: str | None = None
-    test_url: str | None = None
-    test_sha256: str | None = field(default=None, metadata=_SHA256)
-    test_fraction: float | None = field(default=None, metadata={"gt": 0.0, "lt": 1.0})
-    test_seed: int | None = field(default=None, metadata={"min": 0})
-    empty_texts: Literal["drop", "error"] | None = None
-
-    def table_keys(self) -> list[str]:
-        names = [f.name for f in fields(self)]
-        return names[names.index("format") + 1 :]
+Params = DownloadParams
 
 
 def run(params: Params, raw_dir: Path = RAW_DIR, cache_dir: Path = CACHE_DIR) -> None:

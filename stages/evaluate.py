@@ -15,7 +15,6 @@ classifier on the arrays.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +28,7 @@ from imdb_sentiment.linear import LinearModel
 from imdb_sentiment.model import load_model
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.predict import ModelError, Predictor
+from imdb_sentiment.schema import EvaluateParams
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
@@ -49,16 +49,7 @@ class ParityError(RuntimeError):
 
 
 SECTION = "evaluate"
-
-
-@dataclass(frozen=True)
-class Params:
-    """The evaluate section of params.yaml."""
-
-    threshold: float = field(metadata={"gt": 0.0, "lt": 1.0})
-    batch_size: int = field(metadata={"min": 1})
-    confident_errors: int = field(metadata={"min": 0})
-    extra_sets: list = field(default_factory=list)  # your own labelled test sets, by name
+Params = EvaluateParams
 
 
 def run(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,23 +18,14 @@ import numpy as np
 from imdb_sentiment import archive, dataset, linear, text
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.params import run_stage
+from imdb_sentiment.schema import LinearBaselineParams
 
 RAW_DIR = Path("data/raw")
 PREPARED_DIR = Path("data/prepared")
 OUT_DIR = Path("data/linear_baseline")
 METRICS_FILE = Path("metrics/linear_baseline.json")
 SECTION = "linear_baseline"
-
-
-@dataclass(frozen=True)
-class Params:
-    """The linear_baseline section of params.yaml (docs/parameters.md)."""
-
-    ngram_max: int = field(metadata={"min": 1, "max": 3})
-    C: float = field(metadata={"gt": 0.0})  # noqa: N815 (scikit-learn's name)
-    nb_alpha: float = field(metadata={"gt": 0.0})
-    folds: int = field(metadata={"min": 2})
-    seed: int = field(metadata={"min": 0})
+Params = LinearBaselineParams
 
 
 def run(

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from imdb_sentiment import archive, dataset, text
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.params import run_stage
+from imdb_sentiment.schema import PreprocessParams
 from imdb_sentiment.tables import is_grouped, split_off
 
 RAW_DIR = Path("data/raw")
@@ -27,25 +26,7 @@ SOURCE_FILE = "source.json"  # written by download: which source, grouped or not
 
 
 SECTION = "preprocess"
-
-
-@dataclass(frozen=True)
-class Params:
-    """The preprocess section of params.yaml."""
-
-    vocab_size: int = field(metadata={"min": 3})
-    max_length: int = field(metadata={"min": 1})
-    padding: Literal["pre", "post"]
-    truncating: Literal["pre", "post"]
-    validation_fraction: float = field(metadata={"gt": 0.0, "lt": 1.0})
-    seed: int = field(metadata={"min": 0})
-    lowercase: bool
-    strip_html: bool
-    strip_punctuation: bool
-
-    @property
-    def cleaning(self) -> dict[str, bool]:
-        return text.cleaning_options(self)
+Params = PreprocessParams
 
 
 def run(
@@ -62,13 +43,17 @@ def run(
     )
     tables = {"train": train_part, "validation": validation, "test": test_table}
     tokens = {
-        name: text.tokenize(table["text"].tolist(), **params.cleaning)
+        name: text.tokenize(table["text"].tolist(), **text.cleaning_options(params))
         for name, table in tables.items()
     }
     # Fit on the training part only: validation and test words must be able to be unseen.
     vocabulary = text.build_vocabulary(tokens["train"].to_list(), params.vocab_size)
     encoder = text.TextEncoder(
-        vocabulary, params.max_length, params.padding, params.truncating, **params.cleaning
+        vocabulary,
+        params.max_length,
+        params.padding,
+        params.truncating,
+        **text.cleaning_options(params),
     )
     stats = {"vocabulary_words": len(vocabulary), "movies": {}}
     with atomic_directory(prepared_dir) as scratch:

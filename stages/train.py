@@ -26,7 +26,6 @@ import imdb_sentiment  # noqa: F401  (first: quiets TensorFlow before it loads)
 
 # isort: split
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +33,8 @@ import tensorflow as tf
 
 from imdb_sentiment import dataset, distribute, export, live, model_card, text, training
 from imdb_sentiment.fileio import atomic_directory, write_json
-from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError, load_stage_params, run_stage
+from imdb_sentiment.params import DEFAULT_PARAMS_FILE, load_stage_params, run_stage
+from imdb_sentiment.schema import TeachersParams
 
 PREPARED_DIR = Path("data/prepared")
 TEACHERS_DIR = Path("data/teachers")
@@ -50,20 +50,8 @@ class TeacherScoresError(Exception):
     """A teacher's scores file that does not fit the prepared data (made from other data)."""
 
 
-@dataclass(frozen=True)
-class Teachers:
-    """The teachers section of params.yaml: dvc.yaml's matrix runs one teacher stage a seed."""
-
-    seeds: list
-
-
 def teacher_seeds(params_file: Path = DEFAULT_PARAMS_FILE) -> list[int]:
-    seeds = load_stage_params("teachers", Teachers, params_file).seeds
-    if any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
-        raise ParamsError(f"{params_file}: teachers.seeds = {seeds!r}: each must be an int >= 0")
-    if len(set(seeds)) != len(seeds):
-        raise ParamsError(f"{params_file}: teachers.seeds = {seeds!r} names a seed twice")
-    return seeds
+    return load_stage_params("teachers", TeachersParams, params_file).seeds
 
 
 def load_teachers(teachers_dir: Path, seeds: list[int], reviews: int) -> np.ndarray | None:

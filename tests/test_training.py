@@ -64,7 +64,7 @@ def test_the_student_learns_the_teachers_probabilities(pipeline_run, tmp_path, d
 
 def test_a_teachers_scores_are_its_own_models_probabilities(pipeline_run):
     values = {**train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0}
-    network = training.NetworkParams.__dataclass_fields__
+    network = training.NetworkParams.model_fields
     params = training.NetworkParams(**{name: values[name] for name in network})
     train_split, validation, words = prepared_splits(pipeline_run)
     taught = training.train_teacher(params, 7, train_split, validation, words)

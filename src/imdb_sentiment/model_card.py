@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel
 
 from imdb_sentiment.fileio import write_json
 
@@ -32,10 +33,12 @@ def write_card(
     """Write the card of the model files in ``folder``; returns it.
 
     ``params``: the params sections that made the model, e.g. ``{"train": StudentParams,
-    "teachers": {"seeds": [...]}}`` (dataclasses or dicts); ``training_summary``: the train
+    "teachers": {"seeds": [...]}}`` (schema models or dicts); ``training_summary``: the train
     stage's metrics (their timings are left out).
     """
-    sections = {name: asdict(v) if is_dataclass(v) else dict(v) for name, v in params.items()}
+    sections = {
+        k: v.model_dump() if isinstance(v, BaseModel) else dict(v) for k, v in params.items()
+    }
     card = {
         "architecture": describe_architecture(sections),
         "params": sections,

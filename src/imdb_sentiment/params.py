@@ -1,23 +1,20 @@
-"""Load one stage's section of params.yaml and validate it before any heavy work starts.
-
-Each stage declares its keys as a frozen dataclass. Range limits live in field metadata
-(``min``, ``max``, ``gt``, ``lt``) so that the schema reads as documentation.
-"""
+"""Load one stage's section of params.yaml, validated against :mod:`imdb_sentiment.schema`
+before any heavy work starts, and run a stage with clear errors and clean exits."""
 
 from __future__ import annotations
 
-import dataclasses
 import difflib
 import errno
 import signal
 import sys
-import types
-import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import yaml
+from pydantic import ValidationError
+
+from imdb_sentiment.schema import SECTIONS
 
 T = TypeVar("T")
 DEFAULT_PARAMS_FILE = Path("params.yaml")
@@ -27,21 +24,55 @@ class ParamsError(ValueError):
     """A params.yaml problem; the message names the file, the key and the value."""
 
 
-def load_stage_params(section: str, schema: type[T], path: Path = DEFAULT_PARAMS_FILE) -> T:
-    """Return ``schema`` filled from ``section`` of ``path``, or raise ParamsError."""
+def load_stage_params(
+    section: str, schema: type[T] | None = None, path: Path = DEFAULT_PARAMS_FILE
+) -> T:
+    """Return ``section`` of ``path`` checked against ``schema`` (default: the section's
+    model in :mod:`imdb_sentiment.schema`), or raise ParamsError naming the key and value."""
+    schema = schema or SECTIONS[section]
     values = _read_section(Path(path), section)
-    fields = {f.name: f for f in dataclasses.fields(schema)}
-    hints = typing.get_type_hints(schema)
-    for key in values:
-        if key not in fields:
-            hint = difflib.get_close_matches(key, fields, n=1)
-            suggestion = f" (did you mean '{section}.{hint[0]}'?)" if hint else ""
-            raise ParamsError(f"{path}: unknown key '{section}.{key}'{suggestion}")
-    for name, field in fields.items():
-        if name not in values:
-            raise ParamsError(f"{path}: missing key '{section}.{name}'")
-        _check_value(path, f"{section}.{name}", values[name], hints[name], field.metadata)
-    return schema(**values)
+    try:
+        return schema.model_validate(values)
+    except ValidationError as error:
+        raise ParamsError(_explain(Path(path), section, schema, error.errors()[0])) from None
+
+
+def _explain(path: Path, section: str, schema: type, error: dict) -> str:
+    """One pydantic error as a sentence naming the file, the key and the value."""
+    names = [str(part) for part in error["loc"] if isinstance(part, str)]
+    key = f"{section}.{names[0]}" + "".join(f"[{i}]" for i in error["loc"] if isinstance(i, int))
+    if error["type"] == "missing":
+        return f"{path}: missing key '{key}'"
+    if error["type"] == "extra_forbidden":
+        hint = difflib.get_close_matches(names[0], schema.model_fields, n=1)
+        suggestion = f" (did you mean '{section}.{hint[0]}'?)" if hint else ""
+        return f"{path}: unknown key '{key}'{suggestion}"
+    return f"{path}: {key} = {error['input']!r} {_problem(error)}"
+
+
+BOUNDS = {
+    "greater_than": ">",
+    "greater_than_equal": ">=",
+    "less_than": "<",
+    "less_than_equal": "<=",
+}
+BOUND_KEYS = {
+    "greater_than": "gt",
+    "greater_than_equal": "ge",
+    "less_than": "lt",
+    "less_than_equal": "le",
+}
+
+
+def _problem(error: dict) -> str:
+    kind, context = error["type"], error.get("ctx", {})
+    if kind in BOUNDS:
+        return f"is out of range: must be {BOUNDS[kind]} {context[BOUND_KEYS[kind]]}"
+    if kind == "string_pattern_mismatch":
+        return "is not valid: expected 64 hex digits"
+    if kind == "value_error":
+        return "is not valid: " + error["msg"].removeprefix("Value error, ")
+    return "has the wrong type: " + error["msg"]
 
 
 def _read_section(path: Path, section: str) -> dict[str, Any]:
@@ -57,53 +88,6 @@ def _read_section(path: Path, section: str) -> dict[str, Any]:
     if not isinstance(values, dict):
         raise ParamsError(f"{path}: section '{section}' must be a mapping, got {values!r}")
     return values
-
-
-def _check_value(path: Path, key: str, value: Any, hint: Any, limits: Any) -> None:
-    if not _matches_type(value, hint):
-        raise ParamsError(
-            f"{path}: {key} = {value!r} has the wrong type: expected {_describe(hint)}"
-        )
-    bounds = {
-        "min": (lambda v, b: v >= b, ">="),
-        "max": (lambda v, b: v <= b, "<="),
-        "gt": (lambda v, b: v > b, ">"),
-        "lt": (lambda v, b: v < b, "<"),
-    }
-    for name, (accepts, symbol) in bounds.items():
-        if name in limits and value is not None and not accepts(value, limits[name]):
-            raise ParamsError(
-                f"{path}: {key} = {value!r} is out of range: must be {symbol} {limits[name]}"
-            )
-    pattern = limits.get("pattern")
-    if pattern is not None and value is not None and not pattern.fullmatch(value):
-        raise ParamsError(f"{path}: {key} = {value!r} is not valid: {limits['pattern_help']}")
-
-
-def _matches_type(value: Any, hint: Any) -> bool:
-    if typing.get_origin(hint) is Literal:
-        return value in typing.get_args(hint)
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):  # "float | None": any one
-        return any(_matches_type(value, option) for option in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    return isinstance(value, typing.get_origin(hint) or hint)
-
-
-def _describe(hint: Any) -> str:
-    if typing.get_origin(hint) is Literal:
-        return "one of " + ", ".join(repr(choice) for choice in typing.get_args(hint))
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return " or ".join(_describe(option) for option in typing.get_args(hint))
-    if hint is type(None):
-        return "null"
-    return getattr(typing.get_origin(hint) or hint, "__name__", str(hint))
 
 
 class Terminated(Exception):

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -37,6 +36,7 @@ from imdb_sentiment.model import (
     training_callbacks,
 )
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError
+from imdb_sentiment.schema import NetworkParams, StudentParams
 
 Split = tuple[np.ndarray, np.ndarray]  # (encoded reviews, labels or soft targets)
 SCORING_BATCH = 256  # reviews per call when scoring with a trained model
@@ -47,46 +47,6 @@ SAVED_NAME = "lstm_classifier"  # the student's model name, as served
 # The windows' draw is seeded apart from the student's weights; +1 is what it was when one
 # stage trained the teachers and the student, so the defaults' figures stayed the same.
 WINDOW_SEED_OFFSET = 1
-
-
-@dataclass(frozen=True)
-class NetworkParams:
-    """What a teacher or the student is and how it trains: the whole teacher section of
-    params.yaml, and the train section's first keys (docs/parameters.md)."""
-
-    embedding_dim: int = field(metadata={"min": 1})
-    lstm_units: int = field(metadata={"min": 1})
-    lstm_layers: int = field(metadata={"min": 1})
-    bidirectional: bool
-    lstm_kernel: Literal["hoisted", "keras"]
-    dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
-    embedding_dropout: float = field(metadata={"min": 0.0, "lt": 1.0})
-    pooling: Literal["last", "max", "mean_max"]
-    pair_vocab_size: int = field(metadata={"min": 0})
-    triple_vocab_size: int = field(metadata={"min": 0})
-    learning_rate: float = field(metadata={"gt": 0.0})
-    learning_rate_schedule: Literal["constant", "linear"]
-    clipnorm: float = field(metadata={"gt": 0.0})
-    rowwise_embedding_updates: bool
-    ema_momentum: float = field(metadata={"min": 0.0, "lt": 1.0})
-    batch_size: int = field(metadata={"min": 1})
-    max_epochs: int = field(metadata={"min": 1})
-    bucket_by_length: bool
-    early_stopping_monitor: Literal["val_loss", "val_accuracy"]
-    early_stopping_patience: int = field(metadata={"min": 0})
-    early_stopping_min_delta: float = field(metadata={"min": 0.0})
-
-
-@dataclass(frozen=True)
-class StudentParams(NetworkParams):
-    """The train section: the student's network and what it learns from."""
-
-    linear_teacher_weight: float = field(metadata={"min": 0.0, "max": 1.0})
-    window_copies: int = field(metadata={"min": 0})
-    window_min_tokens: int = field(metadata={"min": 1})
-    window_max_tokens: int = field(metadata={"min": 1})
-    calibrate: bool
-    seed: int = field(metadata={"min": 0})
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ def write_params(folder, **download_values) -> None:
     (folder / "params.yaml").write_text(yaml.safe_dump({"download": section | download_values}))
 
 
+def archive_params(url: str, sha256: str) -> download.Params:
+    """The committed download section with this archive."""
+    section = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["download"]
+    return download.Params(**{**section, "url": url, "sha256": sha256})
+
+
 @pytest.fixture
 def workdir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -29,7 +35,7 @@ def workdir(tmp_path, monkeypatch):
 
 def test_writes_train_and_test_tables(workdir, tiny_archive):
     path, sha = tiny_archive
-    download.run(download.Params(url=str(path), sha256=sha))
+    download.run(archive_params(str(path), sha))
     written = sorted(p.name for p in (workdir / "data/raw").iterdir())
     assert written == ["source.json", "test.csv", "train.csv"]
 
@@ -59,7 +65,7 @@ def test_offline_override_uses_sidecar_hash(workdir, tmp_path, monkeypatch):
     sha = make_archive(local, per_class=5, movies=2)
     local.with_name(local.name + ".sha256").write_text(f"{sha}  {local.name}\n")
     monkeypatch.setenv(archive.ARCHIVE_ENV, str(local))
-    download.run(download.Params(url="https://unreachable.invalid/a.tar.gz", sha256=WRONG_SHA))
+    download.run(archive_params("https://unreachable.invalid/a.tar.gz", WRONG_SHA))
     assert (workdir / "data/raw/test.csv").read_text().count("\n") == 1 + 10
 
 

@@ -1,4 +1,3 @@
-import dataclasses
 import json
 import os
 import subprocess
@@ -136,12 +135,16 @@ def test_a_teacher_made_from_other_data_is_refused(pipeline_run, tmp_path):
 
 @pytest.mark.parametrize(
     ("seeds", "message"),
-    [([42, 42], "names a seed twice"), ([42, "x"], "each must be an int >= 0"), ([-1], ">= 0")],
+    [
+        ([42, 42], r" = \[42, 42\] is not valid: names a seed twice"),
+        ([42, "x"], r"\[1\] = 'x' has the wrong type"),
+        ([-1], r"\[0\] = -1 is out of range: must be >= 0"),
+    ],
 )
 def test_teacher_seeds_are_checked(tmp_path, seeds, message):
     params_file = tmp_path / "params.yaml"
     params_file.write_text(yaml.safe_dump({"teachers": {"seeds": seeds}}))
-    with pytest.raises(ParamsError, match=f"teachers.seeds = .*{message}"):
+    with pytest.raises(ParamsError, match=rf"teachers\.seeds{message}"):
         train.teacher_seeds(params_file)
 
 
@@ -149,5 +152,5 @@ def test_the_committed_teachers_are_not_the_student_and_share_its_network_keys()
     params_file = REPO_ROOT / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
     assert params["train"]["seed"] not in train.teacher_seeds(params_file)
-    network = {field.name for field in dataclasses.fields(training.NetworkParams)}
+    network = set(training.NetworkParams.model_fields)
     assert set(params["teacher"]) == network < set(params["train"])
