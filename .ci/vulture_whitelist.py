@@ -13,8 +13,11 @@ _.on_train_end  # live.EpochLogger (DVCLive's Keras callback)
 _.use_cudnn  # distribute: set on LSTM layers for a GPU
 _._update_model_variables_moving_average  # rowwise_adam: Keras' optimizer calls it (issue 35)
 _._maybe_symbolic_build  # multi_worker_fit: Keras' fit calls it under a strategy (issue 35)
-data_batch  # training: the signature Keras calls _maybe_symbolic_build with
-iterator  # training: the same
+data_batch  # multi_worker_fit: the signature Keras calls _maybe_symbolic_build with
+iterator  # multi_worker_fit: the same
+
+# pydantic reads it from a model class.
+model_config  # schema.Section
 
 # TensorFlow reads it from tf.data options.
 _.auto_shard_policy  # model.BucketedBatches.as_dataset
