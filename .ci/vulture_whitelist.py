@@ -34,7 +34,7 @@ validation_error  # serve
 http_error  # serve
 health  # serve
 predict_batch  # serve
-app_from_environment  # serve: `uvicorn --factory imdb_sentiment.serve:app_from_environment`
+app_from_environment  # serve: `uvicorn --factory imdb_sentiment.serving.serve:app_from_environment`
 warning  # serve: a response model's field, filled by pydantic
 
 # Signatures Python fixes: a signal handler's, a context manager's __exit__.

@@ -2,7 +2,7 @@
 
     python bench/ablation.py --round round5     # bench/rounds/round5/ablations.yaml
 
-Each round of the accuracy journal (docs/accuracy-journal.md) has a folder in bench/rounds/:
+Each round of the project history (docs/history.md) has a folder in bench/rounds/:
 its variants (ablations.yaml), their results as recorded (ablation.jsonl) and the table made
 from them (ablation.md). Without --round, the newest round runs. Each variant overrides keys of
 params.yaml (the base params). Preprocessing runs once per distinct preprocess section (reading

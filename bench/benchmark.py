@@ -16,10 +16,10 @@ stage by stage for these configurations:
             max length 500 post-padded, batch 32, full-length batches), bounded epochs.
 (naive and baseline are left out with --skip-baseline.) Every configuration runs the
 linear_baseline stage, and evaluate scores that NB-weighted linear model beside the LSTM; the
-benchmark also fits the TF-IDF linear model (imdb_sentiment.linear.tfidf_model) on the
+benchmark also fits the TF-IDF linear model (imdb_sentiment.training.linear.tfidf_model) on the
 pipeline run's training split. For each: time, test accuracy, both short-view accuracies and
 ECE. Records per-stage wall time and peak memory, test metrics and training throughput, the
-machine's float32 matrix rate and the share of it that training uses (imdb_sentiment.flops),
+machine's float32 matrix rate and the share of it that training uses (bench.flops),
 and writes bench/report.json and bench/report.md.
 """
 
@@ -43,7 +43,8 @@ import numpy as np
 import psutil
 import yaml
 
-from imdb_sentiment import dataset, flops
+from bench import flops
+from imdb_sentiment.data import dataset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PROBES = "data/probes.csv"
@@ -79,7 +80,7 @@ BASELINE = {
     "teachers": {"seeds": []},  # one model trained on the labels
 }
 
-# The defaults of accuracy round 13 (test accuracy 0.9117; docs/accuracy-journal.md), pinned
+# The defaults of accuracy round 13 (test accuracy 0.9117; docs/history.md), pinned
 # so that a faster default is timed against them on the same machine in the same run.
 ROUND_13_NETWORK = {
     "embedding_dim": 128, "lstm_units": 64, "lstm_layers": 1, "bidirectional": False,
@@ -300,7 +301,9 @@ def reference_run(report: dict) -> dict:
 def tfidf_figures(run_folder: Path, threshold: float = 0.5) -> dict:
     """The TF-IDF linear model fitted on ``run_folder``'s training split, timed, and scored on
     its test reviews and their short views as evaluate scores the other models."""
-    from imdb_sentiment import archive, evaluation, linear, text
+    from imdb_sentiment.data import archive, text
+    from imdb_sentiment.scoring import evaluation
+    from imdb_sentiment.training import linear
 
     prepared, raw = run_folder / "data/prepared", run_folder / "data/raw"
     cleaning = text.load_encoder(prepared / "encoder.json").cleaning
@@ -440,7 +443,7 @@ def markdown(report: dict) -> str:
         f"pipeline / round-13 reference: **{round_13}**.",
         "",
         f"Compute use: {use['training_mflop_per_review']} MFLOP per training review "
-        f"(`imdb_sentiment.flops`, {use['mean_tokens_per_review']} tokens on average) x "
+        f"(`bench.flops`, {use['mean_tokens_per_review']} tokens on average) x "
         f"{ours['train']['train_reviews_per_second']} reviews/s = {use['achieved_gflops']} "
         f"GFLOP/s, **{use['share_of_matrix_rate']:.1%}** of the machine's float32 matrix rate "
         f"({use['matrix_gflops']} GFLOP/s, a 2048² product, median of 15).",

@@ -51,8 +51,8 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def in_process(model: Path, reviews: list[str], single_runs: int, batch_reviews: int) -> dict:
-    from imdb_sentiment.predict import Predictor
-    from imdb_sentiment.serve import ServerSettings
+    from imdb_sentiment.serving.predict import Predictor
+    from imdb_sentiment.serving.serve import ServerSettings
 
     predictor = Predictor.load(model)
     started = time.perf_counter()
@@ -175,7 +175,7 @@ def start_server(
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    command = [sys.executable, "-m", "imdb_sentiment.cli", "serve"]
+    command = [sys.executable, "-m", "imdb_sentiment.serving.cli", "serve"]
     command += [] if instrumented else ["--no-access-log", "--no-metrics"]
     command += ["--model", str(model), "--port", str(port), "--workers", str(workers)]
     command += [] if ui else ["--no-ui"]

@@ -30,9 +30,11 @@ import yaml  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from imdb_sentiment import calibration, dataset, evaluation, text, training  # noqa: E402
-from imdb_sentiment.inference import predict_probabilities, scorer  # noqa: E402
+from imdb_sentiment.data import dataset, text  # noqa: E402
 from imdb_sentiment.params import load_stage_params  # noqa: E402
+from imdb_sentiment.scoring import calibration, evaluation  # noqa: E402
+from imdb_sentiment.scoring.inference import predict_probabilities, scorer  # noqa: E402
+from imdb_sentiment.training import fitting  # noqa: E402
 from stages import teacher, train  # noqa: E402
 
 PREPARED = REPO_ROOT / "data/prepared"
@@ -46,14 +48,14 @@ def teacher_average(seeds: list[int], data: dict, words: int) -> np.ndarray:
         staged = teacher.scores_file(REPO_ROOT / "data/teachers", seed)
         cache = REPO_ROOT / f"bench/runs/teacher-{seed}.npz"
         if not staged.exists() and not cache.exists():
-            taught = training.train_teacher(
+            taught = fitting.train_teacher(
                 teacher_params, seed, data["train"], data["validation"], words
             )
             cache.parent.mkdir(parents=True, exist_ok=True)
             np.savez(cache, train=taught.train, validation=taught.validation)
         with np.load(staged if staged.exists() else cache) as saved:
             scores.append(saved["train"])
-    return training.average_teachers(scores)
+    return fitting.average_teachers(scores)
 
 
 def validation_figures(model, x_val: np.ndarray, y_val: np.ndarray) -> dict:
@@ -81,7 +83,7 @@ def main() -> int:
     encoder = text.load_encoder(PREPARED / "encoder.json")
     data = {s: dataset.load_arrays(PREPARED, s)[1:] for s in ("train", "validation")}
     linear = np.load(REPO_ROOT / "data/linear_baseline/out_of_fold.npz")["train"]
-    vocabularies = training.build_vocabularies(base, data["train"][0], encoder.vocab_size)
+    vocabularies = fitting.build_vocabularies(base, data["train"][0], encoder.vocab_size)
     for name, variant in variants.items():
         if args.only and name not in args.only:
             continue
@@ -90,17 +92,17 @@ def main() -> int:
         seeds = variant.get("teachers", train.teacher_seeds(REPO_ROOT / "params.yaml"))
         soft = teacher_average(seeds, data, encoder.vocab_size)
         started = time.perf_counter()
-        targets = training.student_targets(params, soft, linear)
-        window_seed = params.seed + training.WINDOW_SEED_OFFSET
-        student_data = training.with_windows(params, (data["train"][0], targets), window_seed)
-        student = training.train_member(
+        targets = fitting.student_targets(params, soft, linear)
+        window_seed = params.seed + fitting.WINDOW_SEED_OFFSET
+        student_data = fitting.with_windows(params, (data["train"][0], targets), window_seed)
+        student = fitting.train_member(
             params, "student", params.seed, vocabularies, student_data, data["validation"],
             soft_targets=True,
         ).model  # fmt: skip
         temperature = None
         if params.calibrate:
             temperature = calibration.fit_temperature(
-                student, *training.calibration_set(*data["validation"])
+                student, *fitting.calibration_set(*data["validation"])
             )
         row = {
             "variant": name,

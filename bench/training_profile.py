@@ -4,10 +4,10 @@
 
 Part 1 times one forward and backward pass of a single LSTM (64 units over 128-wide inputs,
 230 steps, the default network's size) in four implementations on the same weights:
-Keras' LSTM layer (round 13's kernel), `imdb_sentiment.hoisted_lstm.HoistedLSTM` (today's),
+Keras' LSTM layer (round 13's kernel), `imdb_sentiment.training.hoisted_lstm.HoistedLSTM` (today's),
 TensorFlow's fused CPU op `BlockLSTMV2`, and Keras' layer under XLA (`jit_compile`); and Keras'
 layer at batch 128 and 256. Part 2 trains one
-epoch of the pipeline's own trainer (`imdb_sentiment.training`) on a seeded subset of the
+epoch of the pipeline's own trainer (`imdb_sentiment.training.fitting`) on a seeded subset of the
 prepared training reviews, with the committed train params and with one change at a time; it
 times the second epoch, after the first has traced the step for every bucket's shape.
 Prints a table and writes bench/training-profile.json; name the CPU with the figures.
@@ -30,7 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))  # run as a script: the stages and bench as packages
 
 from bench.benchmark import machine, matrix_rate_gflops, median_seconds  # noqa: E402
-from imdb_sentiment.hoisted_lstm import HoistedLSTM  # noqa: E402
+from imdb_sentiment.training.hoisted_lstm import HoistedLSTM  # noqa: E402
 
 ROUND_13_KERNELS = {"lstm_kernel": "keras", "rowwise_embedding_updates": False}
 EPOCH_VARIANTS = {
@@ -97,7 +97,8 @@ def kernel_rows(steps: int, repeats: int) -> list[dict]:
 
 
 def epoch_rows(prepared: Path, reviews: int, variants: dict[str, dict]) -> list[dict]:
-    from imdb_sentiment import dataset, model, text, training
+    from imdb_sentiment.data import dataset, text
+    from imdb_sentiment.training import batches, fitting, model
     from stages import train
 
     committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]
@@ -108,9 +109,9 @@ def epoch_rows(prepared: Path, reviews: int, variants: dict[str, dict]) -> list[
     rows = []
     for name, overrides in variants.items():
         params = train.Params(**{**committed, **overrides})
-        vocabularies = training.build_vocabularies(params, x, words)
+        vocabularies = fitting.build_vocabularies(params, x, words)
         keras.utils.set_random_seed(params.seed)
-        _, trainer = training._build(params, vocabularies, "profiled")
+        _, trainer = fitting._build(params, vocabularies, "profiled")
         model.compile_classifier(
             trainer,
             params.learning_rate,
@@ -118,7 +119,7 @@ def epoch_rows(prepared: Path, reviews: int, variants: dict[str, dict]) -> list[
             params.ema_momentum,
             rowwise_embeddings=params.rowwise_embedding_updates,
         )
-        batches = model.BucketedBatches(x, y, params.batch_size, params.seed, True).as_dataset()
+        batches = batches.BucketedBatches(x, y, params.batch_size, params.seed, True).as_dataset()
         trainer.fit(batches, verbose=0)  # an epoch to trace every bucket's shape first
         started = time.perf_counter()
         trainer.fit(batches, verbose=0)

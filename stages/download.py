@@ -13,13 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from imdb_sentiment import archive, tables
+from imdb_sentiment.data import archive, tables
 from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.layout import CACHE_DIR, RAW_DIR
 from imdb_sentiment.params import ParamsError, run_stage
 from imdb_sentiment.schema import DownloadParams
 
-RAW_DIR = Path("data/raw")
-CACHE_DIR = Path("data/cache")
 SOURCE_FILE = "source.json"
 
 

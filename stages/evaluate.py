@@ -7,9 +7,9 @@ with accuracy and expected calibration error; the hand-written behaviour probes 
 data/probes.csv are scored too (reported, never used to choose).
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
 confidently wrong test reviews and the probe results to data/evaluation/, and the served model
-as a TensorFlow SavedModel to exported/sentiment/1 (:mod:`imdb_sentiment.export`). Checks, on
-raw test reviews, that the raw-text model and the SavedModel give the same probabilities as the
-classifier on the arrays.
+as a TensorFlow SavedModel to exported/sentiment/1 (:mod:`imdb_sentiment.training.export`).
+Checks, on raw test reviews, that the raw-text model and the SavedModel give the same
+probabilities as the classifier on the arrays.
 """
 
 from __future__ import annotations
@@ -21,25 +21,30 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from imdb_sentiment import archive, dataset, evaluation, export, malloc, plotting, tables, text
+from imdb_sentiment import malloc
+from imdb_sentiment.data import archive, dataset, tables, text
 from imdb_sentiment.fileio import atomic_directory, atomic_file, write_json
-from imdb_sentiment.inference import predict_probabilities, scorer
-from imdb_sentiment.linear import LinearModel
-from imdb_sentiment.model import load_model
+from imdb_sentiment.layout import (
+    CACHE_DIR,
+    ERRORS_DIR,
+    EVAL_METRICS,
+    EXPORT_DIR,
+    LINEAR_MODEL,
+    MODELS_DIR,
+    PLOTS_DIR,
+    PREPARED_DIR,
+    PROBES_FILE,
+    RAW_DIR,
+)
+from imdb_sentiment.network.model_file import load_model
 from imdb_sentiment.params import run_stage
-from imdb_sentiment.predict import ModelError, Predictor
 from imdb_sentiment.schema import EvaluateParams
+from imdb_sentiment.scoring import evaluation, plotting
+from imdb_sentiment.scoring.inference import predict_probabilities, scorer
+from imdb_sentiment.serving.predict import ModelError, Predictor
+from imdb_sentiment.training import export
+from imdb_sentiment.training.linear import LinearModel
 
-RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-MODELS_DIR = Path("models")
-METRICS_FILE = Path("metrics/eval.json")
-PLOTS_DIR = Path("plots/evaluate")
-ERRORS_DIR = Path("data/evaluation")
-CACHE_DIR = Path("data/cache")  # downloaded extra sets, as download keeps the archive
-LINEAR_MODEL = Path("data/linear_baseline/model.pkl")
-PROBES_FILE = Path("data/probes.csv")
-EXPORT_DIR = Path("exported/sentiment")  # TensorFlow Serving's model folder
 PARITY_SAMPLE = 256
 PARITY_TOLERANCE = 1e-4
 
@@ -57,7 +62,7 @@ def run(
     raw_dir: Path = RAW_DIR,
     prepared_dir: Path = PREPARED_DIR,
     models_dir: Path = MODELS_DIR,
-    metrics_file: Path = METRICS_FILE,
+    metrics_file: Path = EVAL_METRICS,
     plots_dir: Path = PLOTS_DIR,
     errors_dir: Path = ERRORS_DIR,
     cache_dir: Path = CACHE_DIR,

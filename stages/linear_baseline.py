@@ -4,7 +4,7 @@ Fits on the same training reviews as the LSTM (preprocess's split) and writes
 data/linear_baseline/model.pkl, its out-of-fold P(positive) for every training review and
 its P(positive) for every validation review (out_of_fold.npz, in data/prepared's row order:
 the train stage may learn from them), and metrics/linear_baseline.json. Evaluate scores it
-on the test set beside the LSTM. The logic lives in :mod:`imdb_sentiment.linear`.
+on the test set beside the LSTM. The logic lives in :mod:`imdb_sentiment.training.linear`.
 """
 
 from __future__ import annotations
@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from imdb_sentiment import archive, dataset, linear, text
+from imdb_sentiment.data import archive, dataset, text
 from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.layout import LINEAR_DIR, LINEAR_METRICS, PREPARED_DIR, RAW_DIR
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.schema import LinearBaselineParams
+from imdb_sentiment.training import linear
 
-RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-OUT_DIR = Path("data/linear_baseline")
-METRICS_FILE = Path("metrics/linear_baseline.json")
 SECTION = "linear_baseline"
 Params = LinearBaselineParams
 
@@ -32,8 +30,8 @@ def run(
     params: Params,
     raw_dir: Path = RAW_DIR,
     prepared_dir: Path = PREPARED_DIR,
-    out_dir: Path = OUT_DIR,
-    metrics_file: Path = METRICS_FILE,
+    out_dir: Path = LINEAR_DIR,
+    metrics_file: Path = LINEAR_METRICS,
 ) -> dict:
     cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning
     table = archive.read_table(raw_dir, "train")

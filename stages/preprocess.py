@@ -12,15 +12,13 @@ import json
 import sys
 from pathlib import Path
 
-from imdb_sentiment import archive, dataset, text
+from imdb_sentiment.data import archive, dataset, text
+from imdb_sentiment.data.tables import is_grouped, split_off
 from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.layout import PREPARED_DIR, PREPROCESS_METRICS, RAW_DIR
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.schema import PreprocessParams
-from imdb_sentiment.tables import is_grouped, split_off
 
-RAW_DIR = Path("data/raw")
-PREPARED_DIR = Path("data/prepared")
-STATS_FILE = Path("metrics/preprocess.json")
 ENCODER_FILE = "encoder.json"
 SOURCE_FILE = "source.json"  # written by download: which source, grouped or not
 
@@ -33,7 +31,7 @@ def run(
     params: Params,
     raw_dir: Path = RAW_DIR,
     prepared_dir: Path = PREPARED_DIR,
-    stats_file: Path = STATS_FILE,
+    stats_file: Path = PREPROCESS_METRICS,
 ) -> None:
     train_table = archive.read_table(raw_dir, "train")
     test_table = archive.read_table(raw_dir, "test")

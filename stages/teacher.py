@@ -29,15 +29,15 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment import dataset, distribute, live, text, training
+from imdb_sentiment.data import dataset, text
 from imdb_sentiment.fileio import atomic_file
+from imdb_sentiment.layout import LIVE_DIR, PREPARED_DIR, TEACHERS_DIR
 from imdb_sentiment.params import run_stage
+from imdb_sentiment.schema import NetworkParams
+from imdb_sentiment.training import distribute, fitting, live
 
-PREPARED_DIR = Path("data/prepared")
-TEACHERS_DIR = Path("data/teachers")
-LIVE_DIR = Path("dvclive")
 SECTION = "teacher"
-Params = training.NetworkParams
+Params = NetworkParams
 
 
 def scores_file(teachers_dir: Path, seed: int) -> Path:
@@ -51,17 +51,17 @@ def run(
     teachers_dir: Path = TEACHERS_DIR,
     live_dir: Path = LIVE_DIR,
 ) -> dict:
-    training.check_ngram_vocab_sizes(params, SECTION)
+    fitting.check_ngram_vocab_sizes(params, SECTION)
     placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     train = dataset.load_arrays(prepared_dir, "train")[1:]
     validation = dataset.load_arrays(prepared_dir, "validation")[1:]
     logger = live.start(live_dir / f"teacher-{seed}", placement.writes_outputs)
-    taught = training.train_teacher(
+    taught = fitting.train_teacher(
         params, seed, train, validation, encoder.vocab_size, placement, logger
     )
-    summary = training.member_summary(taught.member, taught.seconds)
+    summary = fitting.member_summary(taught.member, taught.seconds)
     live.finish(logger, summary)
     if placement.writes_outputs:  # the chief writes; the other workers leave no trace
         with atomic_file(scores_file(teachers_dir, seed)) as scratch, open(scratch, "wb") as out:

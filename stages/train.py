@@ -7,10 +7,10 @@ data/teachers/<seed>.npz; the labels if there are none), blended with weight
 seed list only to know which teachers to read.
 
 Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in; both
-:mod:`imdb_sentiment.export`), models/model_card.json (:mod:`imdb_sentiment.model_card`),
-metrics/train.json, and each epoch's figures in
+:mod:`imdb_sentiment.training.export`), models/model_card.json
+(:mod:`imdb_sentiment.network.model_card`), metrics/train.json, and each epoch's figures in
 dvclive/student/ as the epoch ends (DVCLive).
-The orchestration lives in :mod:`imdb_sentiment.training`.
+The orchestration lives in :mod:`imdb_sentiment.training.fitting`.
 """
 
 from __future__ import annotations
@@ -31,19 +31,24 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from imdb_sentiment import dataset, distribute, export, live, model_card, text, training
+from imdb_sentiment import layout
+from imdb_sentiment.data import dataset, text
 from imdb_sentiment.fileio import atomic_directory, write_json
+from imdb_sentiment.layout import (
+    LINEAR_SCORES,
+    MODELS_DIR,
+    PREPARED_DIR,
+    TEACHERS_DIR,
+    TRAIN_METRICS,
+)
+from imdb_sentiment.network import model_card
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, load_stage_params, run_stage
-from imdb_sentiment.schema import TeachersParams
+from imdb_sentiment.schema import StudentParams, TeachersParams
+from imdb_sentiment.training import distribute, export, fitting, live
 
-PREPARED_DIR = Path("data/prepared")
-TEACHERS_DIR = Path("data/teachers")
-LINEAR_SCORES = Path("data/linear_baseline/out_of_fold.npz")
-MODELS_DIR = Path("models")
-METRICS_FILE = Path("metrics/train.json")
-LIVE_DIR = Path("dvclive/student")
+LIVE_DIR = layout.LIVE_DIR / "student"
 SECTION = "train"
-Params = training.StudentParams
+Params = StudentParams
 
 
 class TeacherScoresError(Exception):
@@ -70,7 +75,7 @@ def load_teachers(teachers_dir: Path, seeds: list[int], reviews: int) -> np.ndar
                 f"{path}: holds {len(scores[-1])} training reviews' scores, not {reviews}; "
                 f"run its stage again (dvc repro teacher@{seed})"
             )
-    return training.average_teachers(scores) if scores else None
+    return fitting.average_teachers(scores) if scores else None
 
 
 def load_linear_scores(params: Params, linear_scores: Path) -> np.ndarray | None:
@@ -90,14 +95,14 @@ def run(
     seeds: list[int] | None = None,
     prepared_dir: Path = PREPARED_DIR,
     models_dir: Path = MODELS_DIR,
-    metrics_file: Path = METRICS_FILE,
+    metrics_file: Path = TRAIN_METRICS,
     live_dir: Path = LIVE_DIR,
     linear_scores: Path = LINEAR_SCORES,
     teachers_dir: Path = TEACHERS_DIR,
 ) -> dict:
     """``seeds``: the teachers to learn from (None: teachers.seeds of params.yaml)."""
-    training.check_ngram_vocab_sizes(params, SECTION)
-    training.check_windows(params)
+    fitting.check_ngram_vocab_sizes(params, SECTION)
+    fitting.check_windows(params)
     seeds = teacher_seeds() if seeds is None else seeds
     placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
@@ -107,10 +112,10 @@ def run(
     teachers = load_teachers(teachers_dir, seeds, len(train[1]))
     linear_teacher = load_linear_scores(params, linear_scores)
     logger = live.start(live_dir, placement.writes_outputs)
-    result = training.train_student(
+    result = fitting.train_student(
         params, train, validation, encoder.vocab_size, placement, teachers, linear_teacher, logger
     )
-    summary = training.summary(result, len(train[1]))
+    summary = fitting.summary(result, len(train[1]))
     live.finish(logger, {"val_accuracy": summary["val_accuracy"], **summary["student"]})
     if placement.writes_outputs:  # the chief writes; the other workers leave no trace
         with atomic_directory(models_dir) as scratch:

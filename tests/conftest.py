@@ -145,7 +145,7 @@ def serving(app: object, **config: object) -> Iterator[str]:
 @pytest.fixture(scope="session")
 def live_server(pipeline_run: Path) -> Iterator[str]:
     """The full app (API + UI) under uvicorn on 127.0.0.1, ready to serve."""
-    from imdb_sentiment import serve
+    from imdb_sentiment.serving import serve
 
     settings = serve.ServerSettings(model_path=pipeline_run / "models/end_to_end.keras")
     with serving(serve.create_app(settings)) as base:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import keras
 
-from imdb_sentiment import model
+from imdb_sentiment.network import model_file
 
 
 def average_of(members: list[keras.Model]) -> keras.Model:
@@ -15,13 +15,13 @@ def average_of(members: list[keras.Model]) -> keras.Model:
     return keras.Model(ids, mean, name="lstm_ensemble")
 
 
-def views_of(network: keras.Model) -> model.Views | None:
+def views_of(network: keras.Model) -> model_file.Views | None:
     """[(None, words branch), (n-gram layer, its branch), ...] of a one-member multi-view
     network; None for a network without n-gram views or with other nestings."""
-    described = model.network_description(network)
+    described = model_file.network_description(network)
     if described is None or len(described["members"]) != 1:
         return None
     member = described["members"][0]
     if [view["ngrams"] for view in member["views"]] == [None]:
         return None
-    return model.resolve_views(network, member)
+    return model_file.resolve_views(network, member)

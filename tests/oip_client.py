@@ -1,6 +1,6 @@
 """Drives the API's Open Inference Protocol routes with Triton's stock client, tritonclient.
 
-Run by tests/test_open_inference.py in a virtual environment of its own (tritonclient pins
+Run by tests/serving/test_open_inference.py in a virtual environment of its own (tritonclient pins
 packages older than TensorFlow's), as a user's separate client would be:
 
     python tests/oip_client.py 127.0.0.1:8000 "review one" "review two"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from imdb_sentiment.predict import ModelFile, Prediction
+from imdb_sentiment.serving.predict import ModelFile, Prediction
 
 
 class BlockingPredictor:

@@ -314,7 +314,8 @@ def test_the_round_13_reference_pins_every_key_and_ignores_retuning():
 
 
 def test_compute_use_divides_the_achieved_rate_by_the_matrix_rate(tmp_path):
-    from imdb_sentiment import dataset, flops
+    from bench import flops
+    from imdb_sentiment.data import dataset
 
     x = np.array([[0, 0, 5, 6], [7, 8, 9, 3]], np.int32)  # 2 and 4 tokens: 3 on average
     (tmp_path / "data/prepared").mkdir(parents=True)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from imdb_sentiment import layout
 from stages import download, evaluate, linear_baseline, preprocess, teacher, train
 from tests.conftest import REPO_ROOT
 from tests.dvc_project import DVC_TEACHERS, DVC_YAML, RAN
@@ -22,6 +23,19 @@ TEACHERS = [f"teacher@{seed}" for seed in DVC_TEACHERS]
 EVERY_STAGE = ["download", "preprocess", "linear_baseline", *TEACHERS, "train", "evaluate"]
 PACKAGE = "imdb_sentiment"
 PACKAGE_DIR = Path("src") / PACKAGE
+
+
+def _module_files(name: str) -> list[Path]:
+    """The files importing ``name`` runs: each package's __init__.py on the way, then the
+    module itself (names that are not a module, such as a function, give nothing more)."""
+    parts = name.split(".")[1:]
+    files = []
+    for depth in range(1, len(parts) + 1):
+        folder = PACKAGE_DIR.joinpath(*parts[:depth])
+        for path in (folder / "__init__.py", folder.with_suffix(".py")):
+            if (REPO_ROOT / path).is_file():
+                files.append(path)
+    return files
 
 
 def imported_library_modules(script: Path) -> set[str]:
@@ -42,14 +56,10 @@ def imported_library_modules(script: Path) -> set[str]:
             elif isinstance(node, ast.Constant) and str(node.value).startswith(f"{PACKAGE}."):
                 names = [node.value]
             for name in names:
-                path = (
-                    PACKAGE_DIR / (name.split(".", 1)[1].replace(".", "/") + ".py")
-                    if "." in name
-                    else None
-                )
-                if path and (REPO_ROOT / path).is_file() and str(path) not in found:
-                    found.add(str(path))
-                    pending.append(REPO_ROOT / path)
+                for path in _module_files(name):
+                    if str(path) not in found:
+                        found.add(str(path))
+                        pending.append(REPO_ROOT / path)
     return found
 
 
@@ -60,6 +70,28 @@ def test_each_stage_depends_on_whole_sections_that_hold_only_what_it_reads(stage
     assert declared == (["teachers", "train"] if stage == "train" else [stage])
     committed = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
     assert set(committed[stage]) == set(STAGE_MODULES[stage].Params.model_fields)
+
+
+def declared_paths(stage: str) -> set[str]:
+    """Every path dvc.yaml names for a stage: deps, outs, metrics and plots."""
+    entry, found = DVC_YAML["stages"][stage], set()
+    for key in ("deps", "outs", "metrics", "plots"):
+        for item in entry.get(key, []):
+            found.add(next(iter(item)) if isinstance(item, dict) else item)
+    return found
+
+
+@pytest.mark.parametrize("stage", list(STAGE_MODULES))
+def test_each_path_a_stage_uses_is_one_dvc_yaml_declares_for_it(stage):
+    script = (REPO_ROOT / "stages" / f"{stage}.py").read_text()
+    used = {name for name in vars(layout) if name.isupper() and re.search(rf"\b{name}\b", script)}
+    assert used, f"{stage} names no path of imdb_sentiment.layout"
+    declared = declared_paths(stage)
+    for name in used - {"CACHE_DIR"}:  # the download cache is not a DVC output
+        path = str(getattr(layout, name))
+        assert any(d == path or d.startswith(f"{path}/") for d in declared), (
+            f"{stage} uses {name} = {path}, which dvc.yaml does not declare for it"
+        )
 
 
 @pytest.mark.parametrize("stage", list(STAGE_MODULES))
@@ -151,7 +183,7 @@ def test_dvc_repro_reruns_only_the_stages_that_read_a_change(trained_project):
     with open(project.root / "stages/evaluate.py", "a") as script:
         script.write("\n# an edit\n")
     assert project.repro() == ["evaluate"]
-    with open(project.root / PACKAGE_DIR / "evaluation.py", "a") as module:
+    with open(project.root / PACKAGE_DIR / "scoring" / "evaluation.py", "a") as module:
         module.write("\n# an edit\n")  # training reads it too: it scores the validation split
     teachers = [*TEACHERS, "teacher@7"]
     assert project.repro() == [*teachers, "train", "evaluate"]

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
 from tensorflow.python.profiler import model_analyzer, option_builder
 
-from imdb_sentiment import flops
+from bench import flops
 
 
 def shape(**changes: object) -> SimpleNamespace:

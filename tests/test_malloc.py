@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from imdb_sentiment import malloc, model
+from imdb_sentiment import malloc
+from imdb_sentiment.training import batches
 
 glibc_only = pytest.mark.skipif(
     platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's"
@@ -27,7 +28,7 @@ def test_reading_batches_leaves_large_buffers_reusable():
     # TensorFlow's generator dataset drops glibc's thresholds to 128 KB when it first runs:
     # every large buffer then comes from the kernel again, page by page.
     x = np.random.default_rng(0).integers(1, 50, (16, 10)).astype(np.int32)
-    for _ in model.BucketedBatches(x, np.zeros(16), 8, seed=0).as_dataset():
+    for _ in batches.BucketedBatches(x, np.zeros(16), 8, seed=0).as_dataset():
         pass
     page_faults_of_buffers(16, 1)  # the first buffer of the size may fault
     assert page_faults_of_buffers(16, 20) < 20

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from imdb_sentiment import archive, text
+from imdb_sentiment.data import archive, text
 
 BOUNDED = settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
 CLEANING = {"lowercase": True, "strip_html": True, "strip_punctuation": True}

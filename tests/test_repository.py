@@ -6,7 +6,6 @@ import re
 import subprocess
 
 import pytest
-import yaml
 
 from tests.conftest import REPO_ROOT
 
@@ -34,22 +33,6 @@ def test_no_dataset_or_model_files_are_tracked():
         p for p in tracked if (REPO_ROOT / p).is_file() and (REPO_ROOT / p).stat().st_size > 2**21
     ]
     assert too_big == []
-
-
-def test_parameter_reference_shows_every_committed_default():
-    params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())
-    reference = (REPO_ROOT / "docs/parameters.md").read_text()
-    rows = dict(re.findall(r"^\| `(\w+\.\w+)` \| ([^|]+?) \|", reference, re.M))
-    for section, values in params.items():
-        for key, value in values.items():
-            if section == "download":  # the URL and hash are described, not quoted
-                assert f"{section}.{key}" in rows
-                continue
-            shown = rows[f"{section}.{key}"].strip("`")
-            expected = str(value).lower() if isinstance(value, bool) else str(value)
-            assert shown == expected, (
-                f"docs/parameters.md shows {section}.{key} = {shown}, params.yaml {value}"
-            )
 
 
 def test_pyproject_admits_only_the_python_the_pins_were_made_for():

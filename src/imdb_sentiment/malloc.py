@@ -1,7 +1,8 @@
 """glibc's allocator settings for training: large buffers are reused, not handed back.
 
 TensorFlow's generator dataset (``tf.data.Dataset.from_generator``, which
-:class:`imdb_sentiment.model.BucketedBatches` feeds) sets glibc's trim threshold to 128 KB
+:class:`~imdb_sentiment.training.batches.BucketedBatches` feeds) sets glibc's trim threshold
+to 128 KB
 the first time it runs (its log says "Memory patch applied"). Setting it also pins the mmap
 threshold at 128 KB, so from then on every buffer over 128 KB, each LSTM's gates and most of a
 training step's tensors among them, is a fresh ``mmap`` that the kernel zeroes page by page and

@@ -1,7 +1,7 @@
 """Float32 sigmoid and tanh that numba vectorises, and numba's on-disk cache where it can write.
 
-Shared by the serving kernel (:mod:`imdb_sentiment.lstm_kernel`) and the training kernel
-(:mod:`imdb_sentiment.hoisted_lstm`).
+Shared by the serving kernel (:mod:`imdb_sentiment.scoring.lstm_kernel`) and the training kernel
+(:mod:`imdb_sentiment.training.hoisted_lstm`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-Sha256 = Annotated[str, Field(pattern=r"^[0-9a-fA-F]{64}$")]
+SHA256_PATTERN = r"[0-9a-fA-F]{64}"  # a sha256 hex digest, wherever one is read
+Sha256 = Annotated[str, Field(pattern=f"^{SHA256_PATTERN}$")]
 Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
 Rate = Annotated[float, Field(ge=0.0, lt=1.0)]
 Count = Annotated[int, Field(ge=0)]
@@ -153,7 +154,7 @@ class NetworkParams(Section):
     bidirectional: bool = Field(description="wrap each LSTM in `Bidirectional`")
     lstm_kernel: Literal["hoisted", "keras"] = Field(
         description="`hoisted`: the LSTMs train on a compiled CPU loop "
-        "(`imdb_sentiment.hoisted_lstm`, tested against Keras; "
+        "(`imdb_sentiment.training.hoisted_lstm`, tested against Keras; "
         "[benchmarks](benchmarks.md)); `keras`: Keras' own loop. The saved model is a "
         "`keras.layers.LSTM` either way; a GPU always trains on Keras' path (cuDNN)",
         json_schema_extra=ENGINE,
@@ -182,8 +183,8 @@ class NetworkParams(Section):
     clipnorm: float = Field(gt=0.0, description="Adam gradient-norm clipping")
     rowwise_embedding_updates: bool = Field(
         description='"lazy" Adam: only the embedding rows a batch used are updated, with '
-        "their moments (`imdb_sentiment.rowwise_adam`; much faster on a CPU, and a slightly "
-        "different optimiser: a row's moments decay only at steps that use it); `false`: "
+        "their moments (`imdb_sentiment.training.rowwise_adam`; much faster on a CPU, and a "
+        "slightly different optimiser: a row's moments decay only at steps that use it); `false`: "
         "Keras' Adam, which updates every row every step"
     )
     ema_momentum: Rate = Field(
@@ -262,13 +263,13 @@ SECTIONS: dict[str, type[Section]] = {
 
 HEADER = """# Parameter reference
 
-Every key of `params.yaml`, what it does, and its value in the repository's `params.yaml`.
-This page is generated from the schema, `src/imdb_sentiment/schema.py`
+What this page is for: every key of `params.yaml`, what it does, and its value in the
+repository's `params.yaml`. This page is generated from the schema, `src/imdb_sentiment/schema.py`
 (`python -m imdb_sentiment.schema > docs/parameters.md`); a test keeps the two equal. Each
 stage reads whole sections (`dvc.yaml`'s `params:`), so changing a key reruns only the stages
 that read its section. Keys marked *engine* only choose how the work is computed: the model
 and the metrics stay the same. How the values were chosen is in the
-[accuracy journal](accuracy-journal.md).
+[history](history.md).
 
 Every stage validates its sections before doing any work: a missing key, an unknown key (with
 a "did you mean" hint), a wrong type or an out-of-range value stops it with a message that

@@ -5,7 +5,7 @@ import shutil
 import pytest
 import yaml
 
-from imdb_sentiment import archive
+from imdb_sentiment.data import archive
 from stages import download
 from tests.archive_factory import make_archive
 from tests.conftest import REPO_ROOT

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment import archive, model, text
+from imdb_sentiment.data import archive, text
+from imdb_sentiment.network import model_file
 from imdb_sentiment.params import ParamsError
-from imdb_sentiment.predict import Predictor
+from imdb_sentiment.serving.predict import Predictor
+from imdb_sentiment.training import model
 from stages import evaluate
 from tests.table_factory import review_table, write_table
 
@@ -93,7 +95,9 @@ def test_a_raw_text_model_that_scores_differently_is_refused(pipeline_run, tmp_p
     folder = copy_of_run(pipeline_run, tmp_path)
     encoder = text.load_encoder(folder / "data/prepared/encoder.json")
     other = model.build_classifier(encoder.vocab_size, 4, 4, 1, False, 0.0)  # untrained
-    model.save_model(model.build_end_to_end(encoder, other), folder / "models/end_to_end.keras")
+    model_file.save_model(
+        model.build_end_to_end(encoder, other), folder / "models/end_to_end.keras"
+    )
     with pytest.raises(evaluate.ParityError, match="raw-text model differs from the classifier"):
         evaluate_in(folder)
     assert not (folder / "eval.json").exists()
@@ -174,7 +178,7 @@ def test_reports_short_views_calibration_and_probes_beside_the_linear_baseline(p
 def test_short_view_figures_are_the_predictors_on_the_views(pipeline_run):
     """Recompute one short view's accuracy from the served model: evaluate scores what users
     would get back for those texts."""
-    from imdb_sentiment import evaluation
+    from imdb_sentiment.scoring import evaluation
 
     report = json.loads((pipeline_run / "metrics/eval.json").read_text())
     table = archive.read_table(pipeline_run / "data/raw", "test")

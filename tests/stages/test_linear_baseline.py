@@ -3,7 +3,8 @@ import json
 import numpy as np
 import pytest
 
-from imdb_sentiment import archive, dataset, linear
+from imdb_sentiment.data import archive, dataset
+from imdb_sentiment.training import linear
 from stages import linear_baseline
 
 PARAMS = linear_baseline.Params(ngram_max=2, C=1.0, nb_alpha=1.0, folds=3, seed=0)

@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment import archive, dataset, text
+from imdb_sentiment.data import archive, dataset, text
 from imdb_sentiment.params import ParamsError
 from stages import preprocess
 from tests.archive_factory import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS, make_archive

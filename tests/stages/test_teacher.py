@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from imdb_sentiment import dataset
+from imdb_sentiment.data import dataset
 from imdb_sentiment.params import ParamsError
 from stages import teacher, train
 from tests.conftest import REPO_ROOT

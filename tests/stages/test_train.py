@@ -8,9 +8,10 @@ import pandas as pd
 import pytest
 import yaml
 
-from imdb_sentiment import dataset, training
-from imdb_sentiment.model import load_model
+from imdb_sentiment.data import dataset
+from imdb_sentiment.network.model_file import load_model
 from imdb_sentiment.params import ParamsError
+from imdb_sentiment.training import fitting
 from stages import train
 from tests.conftest import REPO_ROOT
 
@@ -152,5 +153,5 @@ def test_the_committed_teachers_are_not_the_student_and_share_its_network_keys()
     params_file = REPO_ROOT / "params.yaml"
     params = yaml.safe_load(params_file.read_text())
     assert params["train"]["seed"] not in train.teacher_seeds(params_file)
-    network = set(training.NetworkParams.model_fields)
+    network = set(fitting.NetworkParams.model_fields)
     assert set(params["teacher"]) == network < set(params["train"])

@@ -1,0 +1,222 @@
+import io
+import os
+import tarfile
+
+import pytest
+
+from imdb_sentiment.data import archive
+from tests.archive_factory import make_archive, sha256_of, unsafe_member
+
+WRONG_SHA = "0" * 64
+
+
+def test_reads_both_splits_in_fixed_order(tiny_archive):
+    path, _ = tiny_archive
+    tables = archive.read_reviews(path)
+    train = tables["train"]
+    assert list(train.columns) == archive.TABLE_COLUMNS
+    assert len(train) == 48 and train["label"].tolist() == [0] * 24 + [1] * 24
+    assert train["id"].tolist()[:24] == sorted(train["id"].tolist()[:24])
+    assert train["movie"].str.fullmatch(r"tt\d{7}").all()
+    assert "<br />" in train["text"].iloc[0]
+    assert set(train["movie"]).isdisjoint(tables["test"]["movie"])
+
+
+def test_same_reviews_give_byte_identical_tables(tmp_path, tiny_archive):
+    path, _ = tiny_archive
+    for run in ("a", "b"):
+        (tmp_path / run).mkdir()
+        archive.write_tables(archive.read_reviews(path), tmp_path / run)
+    for split in archive.SPLITS:
+        first = (tmp_path / "a" / f"{split}.csv").read_bytes()
+        assert first == (tmp_path / "b" / f"{split}.csv").read_bytes()
+    assert archive.read_table(tmp_path / "a", "test").equals(archive.read_reviews(path)["test"])
+
+
+def test_local_archive_is_hash_checked(tiny_archive, tmp_path):
+    path, sha = tiny_archive
+    assert archive.fetch_archive(str(path), sha, tmp_path / "cache") == path
+    assert archive.fetch_archive(f"file://{path}", sha, tmp_path / "cache") == path
+    with archive.open_verified(path, sha) as stream:
+        assert len(archive.read_reviews(stream, str(path))["train"]) == 48
+    with pytest.raises(archive.ArchiveError) as error, archive.open_verified(path, WRONG_SHA):
+        pass
+    assert WRONG_SHA in str(error.value) and sha in str(error.value)
+    assert not (tmp_path / "cache").exists()
+
+
+def test_the_bytes_parsed_are_the_bytes_hashed_even_if_the_path_is_replaced(tmp_path):
+    path, other = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    sha = make_archive(path, per_class=3)
+    make_archive(other, per_class=5)
+    with archive.open_verified(path, sha) as stream:
+        os.replace(other, path)  # e.g. a download finishing into the same name
+        tables = archive.read_reviews(stream, str(path))
+    assert len(tables["train"]) == 6
+
+
+def test_a_member_over_the_size_cap_is_refused_by_name(tmp_path, monkeypatch):
+    path = tmp_path / "big.tar.gz"
+    make_archive(path, per_class=2)
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 10)
+    with pytest.raises(
+        archive.ArchiveError,
+        match=r"member aclImdb/train/neg/0_\d+\.txt is \d+ bytes, over the 10-byte limit",
+    ):
+        archive.read_reviews(path)
+
+
+def test_too_many_members_are_refused(tmp_path, monkeypatch):
+    path = tmp_path / "many.tar.gz"
+    make_archive(path, per_class=2)
+    monkeypatch.setattr(archive, "MAX_MEMBERS", 5)
+    with pytest.raises(archive.ArchiveError, match="more than 5 members"):
+        archive.read_reviews(path)
+
+
+def test_a_duplicate_review_id_is_refused_by_name(tmp_path):
+    path = tmp_path / "twice.tar.gz"
+    duplicate = tarfile.TarInfo("aclImdb/train/pos/1_10.txt")  # id 1 exists with a rating 7-10
+    duplicate.size = 4
+    make_archive(path, per_class=3, extra=[duplicate])
+    with pytest.raises(
+        archive.ArchiveError, match="review id 1 appears twice in aclImdb/train/pos/"
+    ):
+        archive.read_reviews(path)
+
+
+def test_a_url_list_that_is_not_utf8_is_named(tmp_path):
+    path = tmp_path / "latin.tar.gz"
+    make_archive(path, per_class=2)
+    with tarfile.open(path, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read()) for m in tar.getmembers()]
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members:
+            if member.name == "aclImdb/test/urls_pos.txt":
+                data = b"caf\xe9\n" * 2
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    with pytest.raises(archive.ArchiveError, match="urls_pos.txt is not valid UTF-8"):
+        archive.read_reviews(path)
+
+
+def test_missing_local_archive(tmp_path):
+    with pytest.raises(archive.ArchiveError, match="archive not found: .*absent.tar.gz"):
+        archive.fetch_archive(str(tmp_path / "absent.tar.gz"), WRONG_SHA, tmp_path / "cache")
+
+
+def test_download_over_http(http_root, tmp_path):
+    root, base = http_root
+    sha = make_archive(root / "tiny.tar.gz")
+    cache = tmp_path / "cache"
+    local = archive.fetch_archive(f"{base}/tiny.tar.gz", sha, cache)
+    assert local == cache / "tiny.tar.gz" and sha256_of(local) == sha
+    assert len(archive.read_reviews(local)["test"]) == 48
+
+
+def test_wrong_hash_over_http_leaves_nothing(http_root, tmp_path):
+    root, base = http_root
+    sha = make_archive(root / "tiny.tar.gz")
+    cache = tmp_path / "cache"
+    with pytest.raises(archive.ArchiveError) as error:
+        archive.fetch_archive(f"{base}/tiny.tar.gz", WRONG_SHA, cache)
+    assert WRONG_SHA in str(error.value) and sha in str(error.value)
+    assert not cache.exists()
+
+
+def test_http_error_is_reported(http_root, tmp_path):
+    _, base = http_root
+    with pytest.raises(archive.ArchiveError, match="download of .*missing.tar.gz failed"):
+        archive.fetch_archive(f"{base}/missing.tar.gz", WRONG_SHA, tmp_path / "cache")
+    assert not (tmp_path / "cache").exists()
+
+
+def test_offline_override_prefers_sidecar_hash(tiny_archive):
+    path, sha = tiny_archive
+    url, official = "https://example.org/a.tar.gz", "a" * 64
+    assert archive.resolve_source(url, official, environ={}) == (url, official)
+    env = {archive.ARCHIVE_ENV: str(path)}
+    assert archive.resolve_source(url, official, environ=env) == (str(path), official)
+    path.with_name(path.name + ".sha256").write_text(f"{sha.upper()}  {path.name}\n")
+    assert archive.resolve_source(url, official, environ=env) == (str(path), sha)
+
+
+def test_malformed_sidecar_is_named(tiny_archive):
+    path, _ = tiny_archive
+    path.with_name(path.name + ".sha256").write_text("not-a-hash\n")
+    with pytest.raises(archive.ArchiveError, match=r"\.sha256: expected a sha256 hex digest"):
+        archive.resolve_source("u", "a" * 64, environ={archive.ARCHIVE_ENV: str(path)})
+
+
+def test_truncated_archive(tiny_archive, tmp_path):
+    path, _ = tiny_archive
+    truncated = tmp_path / "truncated.tar.gz"
+    truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(archive.ArchiveError, match="corrupt or truncated archive"):
+        archive.read_reviews(truncated)
+
+
+def test_not_an_archive(tmp_path):
+    junk = tmp_path / "junk.tar.gz"
+    junk.write_bytes(b"this is not a tarball" * 100)
+    with pytest.raises(archive.ArchiveError, match="corrupt or truncated archive"):
+        archive.read_reviews(junk)
+
+
+def test_archive_without_test_split(tmp_path):
+    path = tmp_path / "train_only.tar.gz"
+    make_archive(path, splits=("train",))
+    with pytest.raises(archive.ArchiveError, match="no reviews under aclImdb/test/neg/"):
+        archive.read_reviews(path)
+
+
+def test_archive_without_url_lists(tmp_path):
+    source, stripped = tmp_path / "full.tar.gz", tmp_path / "stripped.tar.gz"
+    make_archive(source)
+    with tarfile.open(source) as full, tarfile.open(stripped, "w:gz") as out:
+        for member in full:
+            if "urls_pos" not in member.name:
+                out.addfile(member, full.extractfile(member))
+    with pytest.raises(archive.ArchiveError, match="missing aclImdb/train/urls_pos.txt"):
+        archive.read_reviews(stripped)
+
+
+@pytest.mark.parametrize("kind", ["absolute", "parent", "symlink", "hardlink"])
+def test_unsafe_members_are_refused(tmp_path, kind):
+    path = tmp_path / f"{kind}.tar.gz"
+    make_archive(path, extra=[unsafe_member(kind)])
+    with pytest.raises(archive.ArchiveError, match="refusing"):
+        archive.read_reviews(path)
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_each_review_gets_the_movie_of_its_own_url_line(tmp_path):
+    path = tmp_path / "movies.tar.gz"
+    make_archive(path, per_class=6, movies=4)
+    tables = archive.read_reviews(path)
+    for split_index, split in enumerate(("train", "test")):
+        expected = [f"tt{split_index * 1000 + review_id % 4:07d}" for review_id in tables[split].id]
+        assert tables[split].movie.tolist() == expected
+
+
+def test_a_url_file_too_short_for_its_reviews_is_named(tmp_path):
+    path = tmp_path / "short.tar.gz"
+    make_archive(path, per_class=6, url_lines=5)
+    with pytest.raises(archive.ArchiveError, match=r"urls_neg\.txt has 5 lines"):
+        archive.read_reviews(path)
+
+
+def test_member_order_does_not_change_the_tables(tmp_path):
+    tables = []
+    for order in (None, 1, 2):
+        path = tmp_path / f"order-{order}.tar.gz"
+        make_archive(path, shuffle_members=order)
+        (tmp_path / f"raw-{order}").mkdir()
+        archive.write_tables(archive.read_reviews(path), tmp_path / f"raw-{order}")
+        tables.append(
+            {
+                split: (tmp_path / f"raw-{order}" / f"{split}.csv").read_bytes()
+                for split in ("train", "test")
+            }
+        )
+    assert tables[0] == tables[1] == tables[2]

@@ -1,0 +1,106 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from imdb_sentiment.data import ngrams
+from imdb_sentiment.data.text import OOV_ID, PAD_ID
+
+WORDS = 10  # word ids 0..9: 0 padding, 1 unknown word
+
+
+def test_pair_keys_pair_each_word_with_the_one_before_it():
+    ids = np.array([[0, 0, 3, 4, 1], [5, 6, 0, 0, 0]])
+    assert ngrams.ngram_keys(ids, WORDS, 2).numpy().tolist() == [
+        [-1, -1, -1, 34, 41],  # the first word has no predecessor; an unknown word pairs
+        [-1, 56, -1, -1, -1],
+    ]
+
+
+def test_triple_keys_need_three_real_words_in_a_row():
+    ids = np.array([[0, 2, 3, 4, 1], [5, 6, 7, 0, 8], [9, 8, 0, 0, 0]])
+    assert ngrams.ngram_keys(ids, WORDS, 3).numpy().tolist() == [
+        [-1, -1, -1, 234, 341],
+        [-1, -1, 567, -1, -1],  # padding inside a review breaks the run
+        [-1, -1, -1, -1, -1],  # two words make no triple
+    ]
+
+
+def test_keys_that_would_overflow_int64_are_refused():
+    with pytest.raises(ValueError, match="overflow"):
+        ngrams.ngram_keys(np.array([[2, 3]]), 10**7, 3)
+    with pytest.raises(ValueError, match="at least 2 words"):
+        ngrams.WordNgrams(np.array([2]), WORDS, n=1)
+
+
+def test_vocabulary_keeps_the_most_frequent_ngrams_ties_broken_by_key():
+    ids = np.array([[2, 3, 2, 3, 2, 3], [5, 4, 0, 7, 6, 0]])
+    # (2,3) three times, (3,2) twice, (5,4) and (7,6) once each
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 3, 2).tolist() == [23, 32, 54]
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 99, 2).tolist() == [23, 32, 54, 76]
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2, 2).size == 0
+    # (2,3,2) and (3,2,3) twice each; the second review has none
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 1, 3).tolist() == [232]
+
+
+def test_ngram_ids_number_kept_ngrams_after_padding_and_unknown():
+    ids = np.array([[0, 2, 3, 2, 9], [5, 4, 0, 3, 2]])
+    layer = ngrams.WordNgrams(np.array([23, 32, 54]), WORDS, 2)
+    expected = [[PAD_ID, PAD_ID, 2, 3, OOV_ID], [PAD_ID, 4, PAD_ID, PAD_ID, 3]]
+    assert layer(ids).numpy().tolist() == expected
+    assert layer.traced()(ids).tolist() == expected
+    empty = ngrams.WordNgrams(np.array([], np.int64), WORDS, 2)
+    assert empty(ids).numpy().tolist() == [[0, 0, 1, 1, 1], [0, 1, 0, 0, 1]]
+
+
+def brute_force_ids(ids: np.ndarray, vocabulary: np.ndarray, n: int) -> list[list[int]]:
+    """Each step's n-gram id by reading the words off one by one (a test oracle)."""
+    rows = []
+    for review in ids.tolist():
+        row = []
+        for t in range(len(review)):
+            words = review[t - n + 1 : t + 1] if t >= n - 1 else []
+            if not words or PAD_ID in words:
+                row.append(PAD_ID)
+                continue
+            key = sum(word * WORDS ** (len(words) - 1 - i) for i, word in enumerate(words))
+            known = np.flatnonzero(vocabulary == key)
+            row.append(int(known[0]) + 2 if known.size else OOV_ID)
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("kept", [0, 1, 5, 40])
+def test_layer_matches_word_by_word_reading_eager_traced_and_under_xla(kept, n):
+    rng = np.random.default_rng(kept)
+    ids = rng.integers(0, WORDS, size=(6, 12)).astype(np.int32)
+    ids[0, :7] = 0
+    ids[1, 4:] = 0
+    vocabulary = ngrams.build_ngram_vocabulary(ids, WORDS, 2 + kept, n)
+    layer = ngrams.WordNgrams(vocabulary, WORDS, n)
+    expected = brute_force_ids(ids, vocabulary, n)
+    assert layer.vocab_size == len(vocabulary) + 2
+    assert layer(ids).numpy().tolist() == expected
+    assert layer.traced()(ids).tolist() == expected
+    xla = tf.function(layer, jit_compile=True)
+    assert xla(tf.constant(ids)).numpy().tolist() == expected
+
+
+@pytest.mark.parametrize("steps", [0, 1, 2])
+def test_layer_keeps_the_length_of_reviews_shorter_than_n(steps):
+    layer = ngrams.WordNgrams(np.array([234]), WORDS, n=3)
+    ids = np.full((2, steps), 5, np.int32)
+    assert layer.traced()(ids).tolist() == [[PAD_ID] * steps] * 2
+    assert layer(ids).shape == (2, steps)
+
+
+def test_layer_config_round_trips_the_vocabulary_and_n():
+    layer = ngrams.WordNgrams(np.array([23, 32]), WORDS, n=3, name="triples")
+    rebuilt = ngrams.WordNgrams.from_config(layer.get_config())
+    assert rebuilt.vocabulary.tolist() == [23, 32] and rebuilt.word_vocab_size == WORDS
+    assert rebuilt.n == 3 and not rebuilt.trainable
+
+
+def test_layer_refuses_an_unsorted_vocabulary():
+    with pytest.raises(ValueError, match="strictly increasing"):
+        ngrams.WordNgrams(np.array([32, 23]), WORDS)

@@ -1,0 +1,169 @@
+import keras
+import numpy as np
+import pytest
+
+from imdb_sentiment.data import ngrams, text
+from imdb_sentiment.network import model_file
+from imdb_sentiment.scoring import lstm_kernel
+from imdb_sentiment.serving import predict
+from imdb_sentiment.training import model
+from tests.networks import average_of
+
+VOCAB = 50
+
+
+def random_classifier(pooling: str, **architecture: object) -> keras.Model:
+    """A classifier with weights large enough that every gate saturates somewhere."""
+    classifier = model.build_classifier(
+        VOCAB,
+        embedding_dim=8,
+        lstm_units=6,
+        lstm_layers=int(architecture.get("lstm_layers", 1)),
+        bidirectional=bool(architecture.get("bidirectional", False)),
+        dropout=0.2,
+        pooling=pooling,
+        embedding_dropout=0.1,
+        lstm_kernel=str(architecture.get("lstm_kernel", "keras")),
+    )
+    rng = np.random.default_rng(int(architecture.get("seed", 0)))
+    weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
+    classifier.set_weights(weights)
+    return classifier
+
+
+def id_rows() -> np.ndarray:
+    """Pre-padded, post-padded, gaps in the middle (occluded words), long, and empty rows."""
+    rng = np.random.default_rng(1)
+    rows = rng.integers(2, VOCAB, size=(8, 40)).astype(np.int32)
+    rows[0, :30] = 0
+    rows[1, 5:] = 0
+    rows[2, [3, 10, 11, 25]] = 0
+    rows[3, ::2] = 0
+    rows[4] = 0
+    rows[5, :39] = 0
+    return rows
+
+
+@pytest.mark.parametrize("lstm", ["keras", "hoisted"])
+@pytest.mark.parametrize("pooling", model_file.POOLINGS)
+def test_kernel_matches_keras(pooling: str, lstm: str) -> None:
+    classifier = random_classifier(pooling, lstm_kernel=lstm)
+    ids = id_rows()
+    score = lstm_kernel.compile_lstm_scorer(classifier)
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    assert np.allclose(score(ids), expected, atol=1e-5)
+    assert np.allclose(score(ids[2:3]), expected[2:3], atol=1e-5)
+    copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # enough rows for the threaded loop
+    assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+def test_kernel_averages_the_members_of_an_ensemble() -> None:
+    members = [random_classifier("mean_max", seed=seed) for seed in (0, 1)]
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    ensemble = average_of(members)
+    ids = id_rows()
+    expected = ensemble(ids, training=False).numpy().reshape(-1)
+    assert not np.allclose(members[0](ids).numpy(), members[1](ids).numpy())
+    score = lstm_kernel.compile_lstm_scorer(ensemble)
+    assert np.allclose(score(ids), expected, atol=1e-5)  # members side by side
+    copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # members in turn, rows threaded
+    assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+def test_kernel_declines_an_ensemble_with_a_member_it_cannot_run() -> None:
+    members = [random_classifier("max"), random_classifier("max", bidirectional=True)]
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    assert lstm_kernel.compile_lstm_scorer(average_of(members)) is None
+
+
+def random_multi_view(
+    seed: int = 0, bidirectional: bool = False, ns: tuple[int, ...] = (2,)
+) -> keras.Model:
+    kept = {n: ngrams.build_ngram_vocabulary(id_rows(), VOCAB, 2 + 60, n) for n in ns}
+    branch = {"embedding_dim": 8, "lstm_units": 6, "lstm_layers": 1, "dropout": 0.2}
+    classifier, _ = model.build_multi_view(
+        VOCAB, kept, bidirectional=bidirectional, pooling="mean_max", **branch
+    )
+    rng = np.random.default_rng(seed)
+    weights = [rng.normal(0, 1.5, w.shape).astype("float32") for w in classifier.get_weights()]
+    classifier.set_weights(weights)
+    return classifier
+
+
+@pytest.mark.parametrize("ns", [(2,), (2, 3)], ids=["pairs", "pairs+triples"])
+def test_kernel_runs_every_branch_of_a_multi_view_classifier_and_of_its_ensembles(ns) -> None:
+    multi_views = [random_multi_view(seed, ns=ns) for seed in (0, 1)]
+    for number, member in enumerate(multi_views, start=1):
+        member.name = f"member_{number}"
+    ids = id_rows()
+    for classifier in (multi_views[0], average_of(multi_views)):
+        expected = classifier(ids, training=False).numpy().reshape(-1)
+        score = lstm_kernel.compile_lstm_scorer(classifier)
+        assert np.allclose(score(ids), expected, atol=1e-5)  # branches side by side
+        copies = lstm_kernel.PARALLEL_MIN_ROWS // len(ids) + 1  # in turn, rows threaded
+        assert np.allclose(score(np.tile(ids, (copies, 1))), np.tile(expected, copies), atol=1e-5)
+
+
+def test_kernel_declines_a_multi_view_classifier_with_branches_it_cannot_run() -> None:
+    assert lstm_kernel.compile_lstm_scorer(random_multi_view(bidirectional=True)) is None
+
+
+@pytest.mark.parametrize(
+    "architecture", [{"bidirectional": True}, {"lstm_layers": 2}], ids=["bidirectional", "stacked"]
+)
+def test_kernel_declines_other_architectures(architecture: dict) -> None:
+    assert lstm_kernel.compile_lstm_scorer(random_classifier("max", **architecture)) is None
+
+
+def test_kernel_refuses_a_word_table_smaller_than_the_encoder_vocabulary() -> None:
+    classifier = random_classifier("max")
+    assert lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB) is not None
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"word embedding has {VOCAB} rows"):
+        lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB + 1)
+
+
+def test_kernel_refuses_an_ngram_vocabulary_larger_than_its_table() -> None:
+    classifier = random_multi_view()
+    layer = next(la for la in classifier.layers if isinstance(la, ngrams.WordNgrams))
+    rows = layer.vocab_size
+    layer.vocabulary = np.arange(rows + 5, dtype=np.int64)  # ids past the table's last row
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"2-gram embedding has {rows} rows"):
+        lstm_kernel.compile_lstm_scorer(classifier)
+
+
+@pytest.mark.parametrize("bad_id", [VOCAB, -1])
+def test_kernel_refuses_ids_outside_its_word_table(bad_id: int) -> None:
+    score = lstm_kernel.compile_lstm_scorer(random_classifier("max"))
+    ids = id_rows()
+    ids[1, 2] = bad_id
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"token id {bad_id} is outside"):
+        score(ids)
+
+
+def test_a_model_smaller_than_its_encoder_is_refused_on_load(tmp_path) -> None:
+    encoder = text.TextEncoder([f"w{i}" for i in range(VOCAB)], max_length=40)
+    end_to_end = model.build_end_to_end(encoder, random_classifier("max"))  # VOCAB rows
+    path = tmp_path / "mismatched.keras"
+    end_to_end.save(path)
+    with pytest.raises(predict.ModelError, match="mismatched.keras.*word embedding has"):
+        predict.Predictor.load(path)
+
+
+def test_the_kernel_runs_from_a_description_and_declines_one_that_does_not_fit() -> None:
+    classifier = random_classifier("mean_max")
+    described = model_file.network_description(classifier)
+    ids = id_rows()
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(
+        lstm_kernel.compile_lstm_scorer(classifier, architecture=described)(ids),
+        expected,
+        atol=1e-5,
+    )
+    view = described["members"][0]["views"][0]
+    for wrong in ({"lstm_units": 7}, {"embedding_rows": VOCAB + 1}, {"pooling": "max"}):
+        misfit = {"members": [{"member": None, "views": [{**view, **wrong}]}]}
+        assert lstm_kernel.compile_lstm_scorer(classifier, architecture=misfit) is None, wrong
+    missing = {"members": [{"member": "no_such_layer", "views": [view]}]}
+    assert lstm_kernel.compile_lstm_scorer(classifier, architecture=missing) is None
