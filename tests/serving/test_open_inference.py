@@ -96,7 +96,7 @@ def test_a_full_queue_is_a_503_with_retry_after_in_the_protocols_body(stub_app):
             assert predictor.started.wait(5)
             queued = pool.submit(c.post, INFER, json=infer_body(["queued"]))
             deadline = time.monotonic() + 5
-            while c.app.state.serving["batcher"].queued_reviews != 1:
+            while c.app.state.serving.batcher.queued_reviews != 1:
                 assert time.monotonic() < deadline, "the second request never queued"
                 time.sleep(0.01)
             refused = c.post(INFER, json=infer_body(["refused"]))

@@ -246,7 +246,7 @@ def test_a_full_queue_answers_503_with_retry_after(stub_app):
         scored = pool.submit(client.post, "/predict", json={"text": "being scored"})
         assert predictor.started.wait(5)
         queued = pool.submit(client.post, "/predict", json={"text": "queued"})
-        wait_for(lambda: app.state.serving["batcher"].queued_reviews == 1)
+        wait_for(lambda: app.state.serving.batcher.queued_reviews == 1)
         refused = client.post("/predict", json={"text": "one too many"})
         predictor.release.set()
         assert refused.status_code == 503 and refused.headers["retry-after"] == "1"

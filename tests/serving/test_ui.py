@@ -10,6 +10,7 @@ import pytest
 from imdb_sentiment.serving import ui
 from imdb_sentiment.serving.predict import Predictor
 from imdb_sentiment.serving.serve import ServerSettings
+from imdb_sentiment.serving.state import ServingState
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # CI installs chromium and sets REQUIRE_BROWSER=1 so a missing browser fails instead of skipping.
@@ -70,7 +71,7 @@ def predictor(pipeline_run):
 
 @pytest.fixture(scope="module")
 def ready_state(predictor):
-    return {"predictor": predictor, "batcher": object(), "error": None}
+    return ServingState(predictor=predictor, batcher=object())
 
 
 def test_analyse_returns_bars_words_and_verdict(ready_state, predictor):
@@ -100,8 +101,10 @@ def test_analyse_refuses_empty_long_text_and_unloaded_model(ready_state):
         ui.analyse("   ", ready_state, SETTINGS)
     with pytest.raises(gr.Error, match="201 characters; the limit is 200"):
         ui.analyse("x" * 201, ready_state, SETTINGS)
-    with pytest.raises(gr.Error):
-        ui.analyse("good", {"predictor": None, "error": None}, SETTINGS)
+    with pytest.raises(gr.Error, match="loading"):
+        ui.analyse("good", ServingState(), SETTINGS)
+    with pytest.raises(gr.Error, match="no such file"):
+        ui.analyse("good", ServingState(error="no such file"), SETTINGS)
 
 
 def test_a_review_with_no_known_words_says_the_label_is_a_guess(ready_state):

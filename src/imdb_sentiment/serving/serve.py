@@ -40,11 +40,11 @@ from imdb_sentiment.serving.predict import (
     check_threshold,
 )
 from imdb_sentiment.serving.request_log import REVIEWS_KEY, RequestLog, access_logger, log_to_stderr
+from imdb_sentiment.serving.state import WORKER_STOPPED, ServingState
 
 logger = logging.getLogger(__name__)
 UI_PATH = "/ui"
 UI_UPLOAD_PATH = f"{UI_PATH}/gradio_api/upload"
-WORKER_STOPPED = "the prediction worker has stopped; the server needs a restart"
 
 
 @dataclass(frozen=True)
@@ -375,49 +375,91 @@ def app_from_environment() -> FastAPI:
     return create_app(ServerSettings(**fields))
 
 
+def load_model(state: ServingState, settings: ServerSettings) -> None:
+    """Load and warm up the model into ``state``, or record why it could not be loaded."""
+    try:
+        predictor = Predictor.load(settings.model_path, expected_sha256=settings.model_sha256)
+        predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
+        state.predictor = predictor
+        source = predictor.source
+        card = read_card(settings.model_path, source.sha256, source.size)
+        state.card = {**card, "kernel": predictor.kernel}
+        if settings.metrics:
+            telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)
+        # The loaded TensorFlow/Keras objects never die; without this every full garbage
+        # collection walks them all (tens of ms), and request traffic triggers many.
+        gc.collect()
+        gc.freeze()
+    except Exception as error:  # noqa: BLE001 - reported by /health and /ready
+        logger.exception("cannot load the model %s", settings.model_path)
+        state.error = public_error(error)
+
+
 def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa: B008
     """The API; with settings.ui, the Gradio UI is mounted at /ui."""
-    Review = Annotated[
-        str,
-        StringConstraints(min_length=1, max_length=settings.max_text_chars),
-        AfterValidator(_not_blank),
-    ]
+    state = ServingState()
+    app = FastAPI(
+        title="IMDB sentiment",
+        description="Positive/negative sentiment of movie reviews, from the DVC-trained LSTM.",
+        lifespan=_lifespan(state, settings),
+    )
+    app.state.serving = state  # for tests and operators: the predictor, card and batcher
+    _add_error_handlers(app)
 
-    class ReviewIn(BaseModel):
-        text: Review = Field(description="one movie review")
+    @app.get("/health")
+    async def health() -> dict:
+        if state.serving:
+            status, error = "ok", None
+        elif state.batcher is not None or state.error:
+            status, error = "error", state.unavailable_reason()
+        else:
+            status, error = "loading", None
+        return {"status": status, "model": state.card, "error": error, "pid": os.getpid()}
 
-    class BatchIn(BaseModel):
-        texts: list[Review] = Field(min_length=1, max_length=settings.max_batch)
+    @app.get("/ready")
+    async def ready() -> JSONResponse:
+        if state.serving:
+            return JSONResponse({"ready": True})
+        reason = state.unavailable_reason()
+        return JSONResponse({"ready": False, "error": reason}, status_code=503)
 
-    state: dict[str, Any] = {"predictor": None, "card": None, "error": None}
+    if settings.metrics:
 
-    def load() -> None:
-        try:
-            predictor = Predictor.load(settings.model_path, expected_sha256=settings.model_sha256)
-            predictor.warm_up(settings.warm_up_batch_sizes)  # compile now, not on first requests
-            state["predictor"] = predictor
-            source = predictor.source
-            card = read_card(settings.model_path, source.sha256, source.size)
-            state["card"] = {**card, "kernel": predictor.kernel}
-            if settings.metrics:
-                telemetry.model_loaded(card.get("sha256", "unknown"), predictor.kernel)
-            # The loaded TensorFlow/Keras objects never die; without this every full garbage
-            # collection walks them all (tens of ms), and request traffic triggers many.
-            gc.collect()
-            gc.freeze()
-        except Exception as error:  # noqa: BLE001 - reported by /health and /ready
-            logger.exception("cannot load the model %s", settings.model_path)
-            state["error"] = public_error(error)
+        @app.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            """Prometheus' text format: requests, latency, batch sizes, queue, refusals, model."""
+            return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
+
+    _add_prediction_routes(app, state, settings)
+    if settings.ui:
+        from imdb_sentiment.serving.ui import mount_ui
+
+        app = mount_ui(app, state, settings, UI_PATH)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    # Added last, so outermost: the 413s and 403s of BodySizeLimit get ids, log lines, metrics.
+    paths = frozenset(getattr(route, "path", "") for route in app.routes)
+    app.add_middleware(
+        RequestLog,
+        logger=access_logger(settings.access_log),
+        observe=telemetry.observe_request if settings.metrics else None,
+        known_paths=paths,
+    )
+    return app
+
+
+def _lifespan(state: ServingState, settings: ServerSettings) -> Callable:
+    """Load the model in a thread (``/health`` answers meanwhile), then start the batcher;
+    on shutdown drain it."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        loading = asyncio.create_task(asyncio.to_thread(load))
+        loading = asyncio.create_task(asyncio.to_thread(load_model, state, settings))
 
         async def start_batcher() -> None:
             await loading
-            if state["predictor"] is not None:
-                state["batcher"] = MicroBatcher(
-                    state["predictor"],
+            if state.predictor is not None:
+                state.batcher = MicroBatcher(
+                    state.predictor,
                     settings.threshold,
                     settings.max_batch,
                     settings.batch_wait_ms / 1000,
@@ -430,16 +472,15 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             await starter
         yield
         await starter
-        if "batcher" in state:
-            await state["batcher"].close()
+        if state.batcher is not None:
+            await state.batcher.close()
         telemetry.process_ended(os.getpid())
 
-    app = FastAPI(
-        title="IMDB sentiment",
-        description="Positive/negative sentiment of movie reviews, from the DVC-trained LSTM.",
-        lifespan=lifespan,
-    )
-    app.state.serving = state  # for tests and operators: the predictor, card and batcher
+    return lifespan
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    """422 naming each bad field; 400 for a body that is not UTF-8."""
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, error: RequestValidationError) -> JSONResponse:
@@ -449,14 +490,6 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
         ]
         return JSONResponse({"detail": problems}, status_code=422)
 
-    def serving() -> bool:
-        return "batcher" in state and state["batcher"].alive
-
-    def not_serving_reason() -> str:
-        if "batcher" in state:
-            return WORKER_STOPPED
-        return state["error"] or "model is loading; retry when /ready says 200"
-
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
         if isinstance(error.__cause__, UnicodeDecodeError):  # FastAPI's "error parsing the body"
@@ -465,27 +498,27 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             return JSONResponse({"detail": [{"field": "body", "message": message}]}, 400)
         return await http_exception_handler(request, error)
 
-    @app.get("/health")
-    async def health() -> dict:
-        if serving():
-            status, error = "ok", None
-        elif "batcher" in state or state["error"]:
-            status, error = "error", not_serving_reason()
-        else:
-            status, error = "loading", None
-        return {"status": status, "model": state["card"], "error": error, "pid": os.getpid()}
 
-    @app.get("/ready")
-    async def ready() -> JSONResponse:
-        if serving():
-            return JSONResponse({"ready": True})
-        return JSONResponse({"ready": False, "error": not_serving_reason()}, status_code=503)
+def _add_prediction_routes(app: FastAPI, state: ServingState, settings: ServerSettings) -> None:
+    """/predict, /predict/batch and the Open Inference Protocol's routes, all through the
+    one micro-batcher."""
+    Review = Annotated[
+        str,
+        StringConstraints(min_length=1, max_length=settings.max_text_chars),
+        AfterValidator(_not_blank),
+    ]
+
+    class ReviewIn(BaseModel):
+        text: Review = Field(description="one movie review")
+
+    class BatchIn(BaseModel):
+        texts: list[Review] = Field(min_length=1, max_length=settings.max_batch)
 
     async def predict_reviews(reviews: list[str]) -> list[Prediction] | JSONResponse:
-        if not serving():
-            return JSONResponse({"detail": not_serving_reason()}, status_code=503)
+        if not state.serving:
+            return JSONResponse({"detail": state.unavailable_reason()}, status_code=503)
         try:
-            return await state["batcher"].predict(reviews, settings.request_timeout_s)
+            return await state.batcher.predict(reviews, settings.request_timeout_s)
         except Unavailable as refusal:
             headers = {"Retry-After": str(refusal.retry_after_s)} if refusal.retry_after_s else {}
             return JSONResponse({"detail": refusal.detail}, status_code=503, headers=headers)
@@ -496,13 +529,6 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
             return JSONResponse(
                 {"detail": "prediction failed; see the server log"}, status_code=500
             )
-
-    if settings.metrics:
-
-        @app.get("/metrics", include_in_schema=False)
-        async def metrics() -> Response:
-            """Prometheus' text format: requests, latency, batch sizes, queue, refusals, model."""
-            return Response(telemetry.exposition(), media_type=telemetry.CONTENT_TYPE)
 
     @app.post("/predict", response_model=PredictionOut)
     async def predict(review: ReviewIn, request: Request) -> Any:
@@ -521,26 +547,11 @@ def create_app(settings: ServerSettings = ServerSettings()) -> FastAPI:  # noqa:
     open_inference.add_routes(
         app,
         predict_reviews,
-        serving,
-        lambda: (state["card"] or {}).get("sha256"),
+        lambda: state.serving,
+        lambda: (state.card or {}).get("sha256"),
         settings.max_batch,
         settings.max_text_chars,
     )
-
-    if settings.ui:
-        from imdb_sentiment.serving.ui import mount_ui
-
-        app = mount_ui(app, state, settings, UI_PATH)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
-    # Added last, so outermost: the 413s and 403s of BodySizeLimit get ids, log lines, metrics.
-    paths = frozenset(getattr(route, "path", "") for route in app.routes)
-    app.add_middleware(
-        RequestLog,
-        logger=access_logger(settings.access_log),
-        observe=telemetry.observe_request if settings.metrics else None,
-        known_paths=paths,
-    )
-    return app
 
 
 def _out(prediction: Prediction) -> dict:

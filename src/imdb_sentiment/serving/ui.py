@@ -10,6 +10,7 @@ import gradio as gr
 from fastapi import FastAPI
 
 from imdb_sentiment.serving.predict import NO_KNOWN_WORDS
+from imdb_sentiment.serving.state import ServingState
 
 logger = logging.getLogger(__name__)
 EXAMPLES = [
@@ -24,11 +25,11 @@ COLOURS = {"toward positive": (46, 157, 72), "toward negative": (214, 69, 69)}
 NOISE_FLOOR = 0.01
 
 
-def analyse(review: str, state: dict[str, Any], settings: Any) -> tuple[dict, str, str]:
+def analyse(review: str, state: ServingState, settings: Any) -> tuple[dict, str, str]:
     """Probabilities for the label bars, the review as highlighted HTML, and a verdict line."""
-    predictor = state.get("predictor")
-    if predictor is None or "batcher" not in state:
-        raise gr.Error(state.get("error") or NOT_READY)
+    predictor = state.predictor
+    if not state.started:
+        raise gr.Error(state.error or NOT_READY)
     if not review or not review.strip():
         raise gr.Error("Type or paste a review first.")
     if len(review) > settings.max_text_chars:
@@ -92,7 +93,7 @@ def describe(card: dict | None) -> str:
     return line + "."
 
 
-def build_ui(state: dict[str, Any], settings: Any) -> gr.Blocks:
+def build_ui(state: ServingState, settings: Any) -> gr.Blocks:
     # Gradio keeps each session's files; delete those older than an hour, every hour
     with gr.Blocks(title="IMDB sentiment", delete_cache=(3600, 3600)) as demo:
         gr.Markdown("# IMDB review sentiment")
@@ -115,12 +116,12 @@ def build_ui(state: dict[str, Any], settings: Any) -> gr.Blocks:
             outputs=[bars, words, verdict],
             api_name="analyse",
         )
-        demo.load(lambda: describe(state.get("card")), outputs=header, api_name=False)
+        demo.load(lambda: describe(state.card), outputs=header, api_name=False)
     # One click at a time (the model takes one caller anyway), and a bounded line behind it
     return demo.queue(max_size=settings.ui_queue_size, default_concurrency_limit=1)
 
 
-def mount_ui(app: FastAPI, state: dict[str, Any], settings: Any, path: str) -> FastAPI:
+def mount_ui(app: FastAPI, state: ServingState, settings: Any, path: str) -> FastAPI:
     return gr.mount_gradio_app(
         app,
         build_ui(state, settings),
