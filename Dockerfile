@@ -14,9 +14,9 @@ COPY pyproject.toml README.md ./
 COPY src ./src
 RUN pip install --no-deps .
 
-# the model, and what /health reports beside it (the params and test accuracy that made it)
-COPY models/end_to_end.keras models/
-COPY dvc.lock params.yaml ./
+# the model, and what /health reports beside it (its card: the params that made it; the test
+# accuracy)
+COPY models/end_to_end.keras models/model_card.json models/
 COPY metrics/eval.json metrics/
 
 RUN useradd --create-home --uid 10001 sentiment

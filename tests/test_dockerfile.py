@@ -105,6 +105,8 @@ def test_the_build_commands_then_the_command_serve_and_the_healthcheck_passes(
             time.sleep(1)
         answer = httpx.post(f"http://127.0.0.1:{port}/predict", json={"text": "superb"}, timeout=30)
         assert answer.status_code == 200 and answer.json()["label"] in ("positive", "negative")
+        model = httpx.get(f"http://127.0.0.1:{port}/health", timeout=30).json()["model"]
+        assert model["matches_card"] is True and model["test_accuracy"] is not None
         assert httpx.get(f"http://127.0.0.1:{port}/ui/", timeout=30).status_code == 200
     finally:
         server.terminate()
