@@ -66,3 +66,24 @@ def test_private_library_names_appear_only_in_their_one_module():
         for name, allowed in PRIVATE_NAMES.items():
             if re.search(rf"\b{name}\b", text):
                 assert str(relative) == allowed, f"{path}: uses {name}"
+
+
+def test_the_contract_checks_draw_no_randomness():
+    # They run while networks are built: a draw from Keras' seeded generator there would
+    # start every network after it from other weights (it did, once: teachers' scores moved).
+    import keras
+    import numpy as np
+
+    from imdb_sentiment.training import hoisted_lstm, model, multi_worker_fit, rowwise_adam
+
+    def initial_weights() -> list:
+        network = model.build_classifier(50, 4, 3, 1, False, 0.0, lstm_kernel="keras")
+        return network.get_weights()
+
+    keras.utils.set_random_seed(7)
+    expected = initial_weights()
+    for check in (hoisted_lstm, rowwise_adam, multi_worker_fit):
+        keras.utils.set_random_seed(7)
+        assert check.contract_problems() == []
+        after = initial_weights()
+        assert all(np.array_equal(a, b) for a, b in zip(expected, after, strict=True)), check
