@@ -291,7 +291,7 @@ def _loop_problems() -> list[str]:
 def _lookup_problems() -> list[str]:
     # Zeros: a random initializer would draw from Keras' seeded generator, and every network
     # built after this check would start from other weights.
-    embedding = keras.layers.Embedding(3, 2, embeddings_initializer="zeros")
+    embedding = keras.layers.Embedding(3, 2, embeddings_initializer="zeros", name="contract_check")
     embedding.build((None, None))
     recognised = []
 
