@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from imdb_sentiment.data import ngrams, text
-from imdb_sentiment.network import model_file
+from imdb_sentiment.network import layers, model_file
 from imdb_sentiment.scoring import lstm_kernel
 from imdb_sentiment.serving import predict
 from imdb_sentiment.training import model
@@ -167,3 +167,24 @@ def test_the_kernel_runs_from_a_description_and_declines_one_that_does_not_fit()
         assert lstm_kernel.compile_lstm_scorer(classifier, architecture=misfit) is None, wrong
     missing = {"members": [{"member": "no_such_layer", "views": [view]}]}
     assert lstm_kernel.compile_lstm_scorer(classifier, architecture=missing) is None
+
+
+def test_the_kernel_pools_and_classifies_with_the_networks_own_layers(monkeypatch) -> None:
+    """Pooling lives once, in MaskedPooling1D: the kernel runs the LSTM and hands its states
+    to the network's own pooling and Dense layers."""
+    pooled_by = []
+    original = layers.MaskedPooling1D.call
+
+    def spy(self, inputs, mask=None):
+        pooled_by.append(self)
+        return original(self, inputs, mask)
+
+    monkeypatch.setattr(layers.MaskedPooling1D, "call", spy)
+    classifier = random_classifier("mean_max")
+    own_pools = [la for la in classifier.layers if isinstance(la, layers.MaskedPooling1D)]
+    pooled_by.clear()  # building the network called them; what follows is the kernel's
+    score = lstm_kernel.compile_lstm_scorer(classifier)
+    assert {id(layer) for layer in pooled_by} == {id(layer) for layer in own_pools}
+    ids = id_rows()
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(score(ids), expected, atol=1e-5)

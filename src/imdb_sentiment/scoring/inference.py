@@ -36,8 +36,9 @@ def scorer(model: keras.Model, max_length: int, word_vocab_size: int | None = No
     """A compiled ids -> P(positive) function.
 
     A one-layer, one-direction LSTM classifier (the default architecture) runs on
-    :mod:`imdb_sentiment.scoring.lstm_kernel`: no steps spent on padding, about 3x faster than Keras
-    on a CPU, equal to float32 rounding. Other architectures run through :func:`keras_scorer`.
+    :mod:`imdb_sentiment.scoring.lstm_kernel`: no steps spent on padding, ~1.7x faster than
+    Keras on the test set on a CPU (docs/serving.md), equal to float32 rounding.
+    Other architectures run through :func:`keras_scorer`.
     """
     return select_scorer(model, max_length, word_vocab_size)[1]
 

@@ -1,8 +1,8 @@
-"""A compiled CPU forward pass for the one-layer, one-direction LSTM classifier.
+"""A compiled CPU forward pass for the LSTM of a one-layer, one-direction LSTM classifier.
 
 Keras runs an LSTM step as a small graph: two matrix products (input and recurrent) and a
 dozen element-wise ops, each with its own dispatch, on every step of the padded batch. For
-serving on a CPU that is mostly overhead. This kernel computes the same function with the
+serving on a CPU that is mostly overhead. This kernel computes the LSTM's states with the
 trained weights, three ways cheaper:
 
 - the input product ``embedding @ W + b`` is precomputed once per token id (a table of
@@ -11,9 +11,11 @@ trained weights, three ways cheaper:
   skipped exactly as Keras' mask skips them, so no step is spent on padding;
 - the loops are compiled by numba into vectorised machine code that releases the GIL.
 
-It agrees with Keras to float32 rounding (tests compare the two on every pooling), and runs
-ensembles of such classifiers member by member. Other architectures (stacked or bidirectional
-layers) return ``None`` from :func:`compile_lstm_scorer` and are scored by Keras.
+Everything after the LSTM (pooling, the output layer) runs as the network's own Keras layers,
+so pooling has one implementation. It agrees with Keras to float32 rounding (tests compare the
+two on every pooling), and runs ensembles of such classifiers member by member. Other
+architectures (stacked or bidirectional layers) return ``None`` from
+:func:`compile_lstm_scorer` and are scored by Keras.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 import keras
 import numba
 import numpy as np
+import tensorflow as tf
 
 from imdb_sentiment.data.ngrams import WordNgrams
 from imdb_sentiment.data.text import PAD_ID
@@ -31,108 +34,116 @@ from imdb_sentiment.network.layers import MaskedPooling1D
 from imdb_sentiment.network.model_file import branch_pooling, network_description, resolve_views
 from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
 
-_LAST, _MAX, _MEAN_MAX = range(3)  # pooling codes: numba takes ints, not strings
-POOLING_CODES = {"last": _LAST, "max": _MAX, "mean_max": _MEAN_MAX}
 PARALLEL_MIN_ROWS = 64
+CHUNK_ROWS = 1024  # rows per kernel call: bounds the memory of the hidden states to ~150 MB
 # Ensemble members of a small batch run side by side: the kernel releases the GIL, and one
 # member per core beat members in turn on the API (p50 ~30 -> ~21 ms, 510 -> 740 req/s).
 _MEMBER_THREADS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lstm-member")
 
 
 @numba.njit(inline="always", **JIT)
-def _pool_review(
-    tokens: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int, out: np.ndarray
+def _run_review(
+    tokens: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, states: np.ndarray
 ) -> None:
-    """Run the LSTM over one review's tokens, skipping PAD_ID steps, and pool into ``out``."""
+    """Run the LSTM over one review's tokens into ``states`` (steps x units), skipping PAD_ID
+    steps as Keras' mask does: a skipped step repeats the state before it (zeros before the
+    first token), so the last row is the final state whatever the padding."""
     units = recurrent.shape[0]
     gates = np.empty(4 * units, np.float32)
     h = np.zeros(units, np.float32)
     c = np.zeros(units, np.float32)
-    total = np.zeros(units, np.float32)
-    peak = np.full(units, -np.inf, np.float32)
-    count = 0
-    for token in tokens:
-        if token == PAD_ID:
-            continue
-        gates[:] = gate_table[token]
-        for j in range(units):
-            hj = h[j]
-            for q in range(4 * units):
-                gates[q] += hj * recurrent[j, q]
-        # Keras' gate order in the kernels: input, forget, candidate, output.
-        for q in range(units):
-            c[q] = sigmoid(gates[units + q]) * c[q] + sigmoid(gates[q]) * tanh(gates[2 * units + q])
-            h[q] = sigmoid(gates[3 * units + q]) * tanh(c[q])
-            total[q] += h[q]
-            peak[q] = max(peak[q], h[q])
-        count += 1
-    if pooling == _LAST:
-        out[:] = h
-    elif count:  # a review with no tokens pools to 0, as MaskedPooling1D does
-        out[:units] = peak
-        if pooling == _MEAN_MAX:
-            out[units:] = total / count
-
-
-@numba.njit(inline="always", **JIT)
-def _width(recurrent: np.ndarray, pooling: int) -> int:
-    return recurrent.shape[0] * (2 if pooling == _MEAN_MAX else 1)
+    for step, token in enumerate(tokens):
+        if token != PAD_ID:
+            gates[:] = gate_table[token]
+            for j in range(units):
+                hj = h[j]
+                for q in range(4 * units):
+                    gates[q] += hj * recurrent[j, q]
+            # Keras' gate order in the kernels: input, forget, candidate, output.
+            for q in range(units):
+                candidate = tanh(gates[2 * units + q])
+                c[q] = sigmoid(gates[units + q]) * c[q] + sigmoid(gates[q]) * candidate
+                h[q] = sigmoid(gates[3 * units + q]) * tanh(c[q])
+        states[step] = h
 
 
 # One loop, written twice on purpose: numba keys its disk cache by function name and source
 # line, not by the ``parallel`` flag, so one Python function jitted both ways would let one
 # variant load the other's cached machine code.
 @compiled(nogil=True, **JIT)
-def _features_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int):
-    features = np.zeros((ids.shape[0], _width(recurrent, pooling)), np.float32)
+def _states_serial(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray):
+    states = np.empty((ids.shape[0], ids.shape[1], recurrent.shape[0]), np.float32)
     for row in range(ids.shape[0]):
-        _pool_review(ids[row], gate_table, recurrent, pooling, features[row])
-    return features
+        _run_review(ids[row], gate_table, recurrent, states[row])
+    return states
 
 
 @compiled(nogil=True, parallel=True, **JIT)
-def _features_parallel(
-    ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray, pooling: int
-):
-    features = np.zeros((ids.shape[0], _width(recurrent, pooling)), np.float32)
+def _states_parallel(ids: np.ndarray, gate_table: np.ndarray, recurrent: np.ndarray):
+    states = np.empty((ids.shape[0], ids.shape[1], recurrent.shape[0]), np.float32)
     for row in numba.prange(ids.shape[0]):
-        _pool_review(ids[row], gate_table, recurrent, pooling, features[row])
-    return features
+        _run_review(ids[row], gate_table, recurrent, states[row])
+    return states
 
 
 def lstm_weights(classifier: keras.Model) -> dict | None:
-    """The weights and pooling the kernel needs from a model built by
-    :func:`imdb_sentiment.training.model.build_classifier`, or None for architectures it does
-    not run (stacked or bidirectional LSTMs, other layers)."""
+    """What the kernel needs from a network built by
+    :func:`imdb_sentiment.training.model.build_classifier`: the LSTM's gate table and recurrent
+    kernel, its pooling, and ``head`` (:func:`_head`: the network's own layers after the LSTM);
+    None for architectures it does not run (stacked or bidirectional LSTMs, other layers)."""
     layers = [layer for layer in classifier.layers if layer.weights or _pools(layer)]
     lstms = [layer for layer in layers if isinstance(layer, keras.layers.LSTM)]
     if len(lstms) != 1 or not isinstance(layers[0], keras.layers.Embedding):
         return None
     lstm, dense = lstms[0], layers[-1]
-    expected_order = [layers[0], lstm, *[layer for layer in layers if _pools(layer)], dense]
+    pools = [layer for layer in layers if _pools(layer)]
     config = lstm.get_config()
     if (
-        layers != expected_order
+        layers != [layers[0], lstm, *pools, dense]
         or not isinstance(dense, keras.layers.Dense)
-        or dense.get_config()["activation"] != "sigmoid"
         or (config["activation"], config["recurrent_activation"]) != ("tanh", "sigmoid")
         or not config["use_bias"]
         or config["go_backwards"]
     ):
         return None
     pooling = branch_pooling(classifier)
-    if pooling is None:
+    joins = [layer for layer in classifier.layers if isinstance(layer, keras.layers.Concatenate)]
+    if pooling is None or len(joins) != (len(pools) > 1):
         return None
     embedding = layers[0].get_weights()[0]
     kernel, recurrent, bias = lstm.get_weights()
-    dense_kernel, dense_bias = dense.get_weights()
     return {
         "gate_table": np.ascontiguousarray(embedding @ kernel + bias, np.float32),
         "recurrent": np.ascontiguousarray(recurrent, np.float32),
-        "pooling": POOLING_CODES[pooling],
-        "dense_kernel": dense_kernel[:, 0].astype(np.float64),
-        "dense_bias": float(dense_bias[0]),
+        "pooling": pooling,
+        "head": _head(pools, joins[0] if joins else None, dense, lstm.units),
     }
+
+
+def _head(
+    pools: list[MaskedPooling1D],
+    join: keras.layers.Concatenate | None,
+    dense: keras.layers.Dense,
+    units: int,
+) -> Callable:
+    """The network's own layers after its LSTM (pooling, concatenation, the sigmoid Dense) as
+    one traced function of the kernel's states and mask, so the kernel replaces only the
+    embedding and the LSTM, and pooling and the output have one implementation.
+
+    Dropout after the LSTM is the identity at inference and is left out."""
+    signature = [
+        tf.TensorSpec([None, None, units], tf.float32),
+        tf.TensorSpec([None, None], tf.bool),
+    ]
+
+    @tf.function(input_signature=signature)
+    def head(states: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+        if not pools:  # "last": the final state, as an LSTM without return_sequences gives
+            return tf.reshape(dense(states[:, -1]), [-1])
+        pooled = [pool(states, mask=mask) for pool in pools]
+        return tf.reshape(dense(join(pooled) if join else pooled[0]), [-1])
+
+    return head
 
 
 def _pools(layer: keras.layers.Layer) -> bool:
@@ -169,16 +180,15 @@ def compile_lstm_scorer(
     word_rows = _check_table_rows(members, word_vocab_size)
     branches = [(_ids_of(ngrams), weights) for member in members for ngrams, weights, _ in member]
     member_of_branch = np.repeat(np.arange(len(members)), [len(member) for member in members])
-    for _, weights in branches:  # compile (or load from cache) now, not on a first request
-        ones = np.ones((1, 1), np.int32)
-        for variant in (_features_serial, _features_parallel):
-            variant(ones, weights["gate_table"], weights["recurrent"], weights["pooling"])
+    for _, weights in branches:  # compile (or load from cache) and trace now, not on a request
+        for states in (_states_serial, _states_parallel):
+            _branch_probability(states, np.ones((1, 1), np.int32), weights)
 
     def score(ids: np.ndarray) -> np.ndarray:
         # Row threads pay off on evaluation-sized batches; a serving-sized batch of one model
         # stays on one core, leaving the other to the event loop.
         small = len(ids) < PARALLEL_MIN_ROWS
-        features = _features_serial if small else _features_parallel
+        states = _states_serial if small else _states_parallel
         ids = np.ascontiguousarray(ids, np.int32)
         if ids.size and (ids.min() < 0 or ids.max() >= word_rows):
             bad = ids.max() if ids.max() >= word_rows else ids.min()
@@ -187,7 +197,7 @@ def compile_lstm_scorer(
         def branch_probability(branch: tuple) -> np.ndarray:
             to_branch_ids, weights = branch
             branch_ids = ids if to_branch_ids is None else to_branch_ids(ids)
-            return _member_probability(features, branch_ids, weights)
+            return _branch_probability(states, branch_ids, weights)
 
         run_all = _MEMBER_THREADS.map if small and len(branches) > 1 else map
         probabilities = np.array(list(run_all(branch_probability, branches)))
@@ -237,7 +247,7 @@ def _matches(weights: dict, described: dict) -> bool:
     return (rows, units, weights["pooling"]) == (
         described["embedding_rows"],
         described["lstm_units"],
-        POOLING_CODES.get(described["pooling"]),
+        described["pooling"],
     )
 
 
@@ -260,7 +270,12 @@ def _check_table_rows(members: list[list[KernelBranch]], word_vocab_size: int | 
     return min(word_rows)
 
 
-def _member_probability(features: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:
-    pooled = features(ids, weights["gate_table"], weights["recurrent"], weights["pooling"])
-    logits = pooled.astype(np.float64) @ weights["dense_kernel"] + weights["dense_bias"]
-    return 1.0 / (1.0 + np.exp(-logits))
+def _branch_probability(states: Callable, ids: np.ndarray, weights: dict) -> np.ndarray:
+    """P(positive) from one branch: the kernel's states, then the network's own head, in
+    chunks of :data:`CHUNK_ROWS` rows."""
+    probabilities = []
+    for start in range(0, len(ids), CHUNK_ROWS):
+        chunk = ids[start : start + CHUNK_ROWS]
+        hidden = states(chunk, weights["gate_table"], weights["recurrent"])
+        probabilities.append(weights["head"](hidden, chunk != PAD_ID).numpy())
+    return np.concatenate(probabilities) if probabilities else np.empty(0, np.float32)
