@@ -134,7 +134,7 @@ def test_the_parent_is_fsynced_after_the_swap_and_the_contents_before(
         target.mkdir()
         (target / "old.txt").write_text("old")
     events = []
-    real_tree, real_directory = fileio._fsync_tree, fileio._fsync_directory
+    real_tree, real_fsync = fileio._fsync_tree, fileio._fsync
     real_exchange, real_replace = fileio._exchange, fileio.os.replace
 
     def record(name, real):
@@ -145,13 +145,75 @@ def test_the_parent_is_fsynced_after_the_swap_and_the_contents_before(
         return wrapped
 
     monkeypatch.setattr(fileio, "_fsync_tree", record("tree", real_tree))
-    monkeypatch.setattr(fileio, "_fsync_directory", record("fsync_dir", real_directory))
+    monkeypatch.setattr(fileio, "_fsync", record("fsync", real_fsync))
     monkeypatch.setattr(fileio, "_exchange", record("swap", real_exchange))
     monkeypatch.setattr(fileio.os, "replace", record("swap", real_replace))
     with fileio.atomic_directory(target) as scratch:
         (scratch / "new.txt").write_text("new")
     names = [name for name, _ in events]
     assert names[0] == "tree"  # the contents first (its folders' fsyncs follow it)
-    assert names[-2:] == ["swap", "fsync_dir"] and events[-1][1] == tmp_path.name
+    assert names[-2:] == ["swap", "fsync"] and events[-1][1] == tmp_path.name
     assert names.count("swap") == 1
     assert (target / "new.txt").read_text() == "new" and not (target / "old.txt").exists()
+
+
+def test_parents_are_created_and_the_scratch_sits_beside_its_target(tmp_path):
+    folder, file = tmp_path / "a" / "b" / "out", tmp_path / "c" / "d" / "m.json"
+    with atomic_directory(folder) as scratch:
+        assert scratch.parent == folder.parent  # same file system: the rename is atomic
+        assert scratch.name.startswith(f".out{fileio.SCRATCH_MARK}")
+        (scratch / "x.txt").write_text("x")
+    with atomic_file(file) as scratch:
+        assert scratch.parent == file.parent and scratch.suffix == ".json"
+        assert scratch.name.startswith(f".m.json{fileio.SCRATCH_MARK}")
+        scratch.write_text("{}")
+    assert (folder / "x.txt").read_text() == "x" and file.read_text() == "{}"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o777 & ~fileio.UMASK
+
+
+def test_without_an_atomic_exchange_the_old_output_is_replaced(tmp_path, monkeypatch):
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    monkeypatch.setattr(fileio, "_exchange", lambda first, second: False)
+    with atomic_directory(target) as scratch:
+        (scratch / "new.txt").write_text("new")
+    assert [p.name for p in target.iterdir()] == ["new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_exchange_swaps_relative_paths_and_says_so_where_unsupported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("a").write_text("a")
+    Path("b").write_text("b")
+    assert fileio._exchange(Path("a"), Path("b")) is True
+    assert (Path("a").read_text(), Path("b").read_text()) == ("b", "a")
+
+    def no_libc(*args, **kwargs):
+        raise OSError("no libc")
+
+    monkeypatch.setattr(fileio.ctypes, "CDLL", no_libc)
+    assert fileio._exchange(Path("a"), Path("b")) is False
+
+
+@pytest.mark.parametrize("proc", [True, False], ids=["from /proc", "from os.umask"])
+def test_the_umask_is_read_with_and_without_proc(monkeypatch, proc):
+    previous = os.umask(0o027)
+    try:
+        if proc:  # /proc shows it without setting it, which other threads would notice
+
+            def forbidden(mask):
+                raise AssertionError("os.umask called although /proc shows the umask")
+
+            monkeypatch.setattr(fileio.os, "umask", forbidden)
+        else:
+
+            def unreadable(self, *args, **kwargs):
+                raise OSError("no /proc")
+
+            monkeypatch.setattr(fileio.Path, "read_text", unreadable)
+        assert fileio._read_umask() == 0o027
+        monkeypatch.undo()
+        assert os.umask(0o027) == 0o027  # and left as it was
+    finally:
+        os.umask(previous)

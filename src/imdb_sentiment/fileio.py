@@ -53,7 +53,7 @@ def atomic_directory(target: Path) -> Iterator[Path]:
             if target.exists():
                 shutil.rmtree(target)  # no atomic exchange here: the shortest gap we can
             os.replace(scratch, target)
-        _fsync_directory(target.parent)
+        _fsync(target.parent)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -72,9 +72,9 @@ def atomic_file(target: Path) -> Iterator[Path]:
     scratch.chmod(0o666 & ~UMASK)
     try:
         yield scratch
-        _fsync_file(scratch)
+        _fsync(scratch)
         os.replace(scratch, target)
-        _fsync_directory(target.parent)
+        _fsync(target.parent)
     finally:
         scratch.unlink(missing_ok=True)
 
@@ -99,12 +99,8 @@ def _remove_stale_scratch(target: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as stream:
-        os.fsync(stream.fileno())
-
-
-def _fsync_directory(path: Path) -> None:
+def _fsync(path: Path) -> None:
+    """Flush a file's or a folder's entries to disk."""
     descriptor = os.open(path, os.O_RDONLY)
     try:
         os.fsync(descriptor)
@@ -115,8 +111,8 @@ def _fsync_directory(path: Path) -> None:
 def _fsync_tree(root: Path) -> None:
     for folder, _, files in os.walk(root):
         for name in files:
-            _fsync_file(Path(folder) / name)
-        _fsync_directory(Path(folder))
+            _fsync(Path(folder) / name)
+        _fsync(Path(folder))
 
 
 _RENAME_EXCHANGE, _AT_FDCWD = 2, -100
@@ -125,7 +121,7 @@ _RENAME_EXCHANGE, _AT_FDCWD = 2, -100
 def _exchange(first: Path, second: Path) -> bool:
     """Swap two paths in one step (Linux renameat2 RENAME_EXCHANGE); False where unsupported."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
+        libc = ctypes.CDLL(None)
         renameat2 = libc.renameat2
     except (OSError, AttributeError):
         return False

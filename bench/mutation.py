@@ -1,0 +1,185 @@
+"""Mutation score of the core modules (issue 36), measured with mutmut.
+
+    python bench/mutation.py                      # every module in MODULES
+    python bench/mutation.py --module fileio      # one (repeatable)
+
+Each module is mutated in its own scratch copy of src/ and tests/ (under --scratch) and run
+against its own mirrored tests only, so a module takes a minute or a few, not hours. Writes
+bench/mutation.json: per module the mutants killed, survived, timed out and reached by no
+test, and each survivor's diff; docs/architecture.md's tests section reads from it.
+
+Two of mutmut's rules are widened here, and only here (``--inside`` runs mutmut with them):
+mutmut leaves every decorated function alone, which would leave out the two atomic writers
+(``@contextlib.contextmanager``) and the serving kernel's numba loops. Functions whose
+decorators are all in SAFE_DECORATORS are mutated: the trampoline gets the decorators, the
+mutant copies none. The kernel's loops run as plain Python for it (NUMBA_DISABLE_JIT=1), so
+each mutant needs no compile; the tests feed it tiny networks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# module (under src/imdb_sentiment/) -> the tests that mirror it
+MODULES = {
+    "data/archive.py": ["tests/data/test_archive.py"],
+    "data/tables.py": ["tests/data/test_tables.py"],
+    "data/text.py": ["tests/data/test_text.py"],
+    "data/dataset.py": ["tests/data/test_dataset.py"],
+    "data/ngrams.py": ["tests/data/test_ngrams.py"],
+    "scoring/evaluation.py": ["tests/scoring/test_evaluation.py"],
+    "fileio.py": ["tests/test_fileio.py"],
+    "params.py": ["tests/test_params.py"],
+    "scoring/lstm_kernel.py": ["tests/scoring/test_lstm_kernel.py"],
+}
+SAFE_DECORATORS = {"contextmanager", "njit", "compiled"}
+STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
+
+
+def mutmut_config(module: str, tests: list[str]) -> str:
+    """The [tool.mutmut] table for one module: the whole package is copied (so the mutated
+    package imports whole), one file is mutated."""
+    package = REPO_ROOT / "src"
+    others = sorted(
+        str(path.relative_to(REPO_ROOT))
+        for path in package.rglob("*.py")
+        if path != package / "imdb_sentiment" / module
+    )
+    return (
+        "\n[tool.mutmut]\n"
+        'source_paths = ["src/"]\n'
+        f"do_not_mutate = {json.dumps(others)}\n"
+        'also_copy = ["tests"]\n'
+        'pytest_add_cli_args = ["-n", "0", "-p", "no:cacheprovider"]\n'
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
+    )
+
+
+def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    for name in ("src", "tests"):
+        shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
+    pyproject = (REPO_ROOT / "pyproject.toml").read_text()
+    pyproject = re.sub(r'^addopts = .*$', 'addopts = "-ra"', pyproject, flags=re.M)
+    (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
+
+
+def run_module(module: str, scratch: Path) -> dict:
+    folder = scratch / module.replace("/", "_").removesuffix(".py")
+    prepare_scratch(folder, module, MODULES[module])
+    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    started = time.perf_counter()
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "--inside"],
+        cwd=folder, env=env, capture_output=True, text=True,
+    )
+    seconds = time.perf_counter() - started
+    if run.returncode:
+        raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}):\n{run.stdout[-3000:]}")
+    listing = mutmut(folder, "results", "--all", "true")
+    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.M))
+    counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
+    survivors = {name: mutmut(folder, "show", name) for name, s in statuses.items() if s != "killed"}
+    tried = counts["killed"] + counts["survived"] + counts["timeout"] + counts["no tests"]
+    return {
+        "module": f"src/imdb_sentiment/{module}",
+        "tests": MODULES[module],
+        "mutants": len(statuses),
+        **counts,
+        "killed_share": round((counts["killed"] + counts["timeout"]) / max(tried, 1), 4),
+        "seconds": round(seconds, 1),
+        "not_killed": {name: _diff(text) for name, text in survivors.items()},
+    }
+
+
+def mutmut(folder: Path, *arguments: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-m", "mutmut", *arguments],
+        cwd=folder, capture_output=True, text=True, check=True,
+    ).stdout
+
+
+def _diff(shown: str) -> str:
+    """The changed lines of a mutant, as ``-old`` / ``+new``."""
+    return "\n".join(
+        line for line in shown.splitlines()
+        if line[:1] in "+-" and not line.startswith(("+++", "---"))
+    )
+
+
+def run_mutmut_inside() -> None:
+    """Run ``mutmut run`` here, with functions under SAFE_DECORATORS mutated too."""
+    import libcst as cst
+    from mutmut.__main__ import cli
+    from mutmut.mutation import file_mutation
+
+    def decorator_name(decorator: cst.Decorator) -> str:
+        node = decorator.decorator
+        while isinstance(node, cst.Call):
+            node = node.func
+        return node.attr.value if isinstance(node, cst.Attribute) else getattr(node, "value", "")
+
+    def safe(node: object) -> bool:
+        return (
+            isinstance(node, cst.FunctionDef)
+            and bool(node.decorators)
+            and all(decorator_name(d) in SAFE_DECORATORS for d in node.decorators)
+        )
+
+    skip = file_mutation.MutationVisitor._skip_node_and_children
+    arrange = file_mutation.function_trampoline_arrangement
+
+    def skip_unless_safe(self: object, node: cst.CSTNode) -> bool:
+        return False if safe(node) else skip(self, node)
+
+    def arrange_safe(function: cst.FunctionDef, mutants: object, class_name: str | None):
+        if not safe(function):
+            return arrange(function, mutants, class_name)
+        plain = function.with_changes(decorators=[])  # the mutant copies: undecorated
+        declarations, methods, assignments, names = arrange(plain, mutants, class_name)
+        methods[0] = methods[0].with_changes(
+            decorators=[*function.decorators, *methods[0].decorators]
+        )
+        return declarations, methods, assignments, names
+
+    file_mutation.MutationVisitor._skip_node_and_children = skip_unless_safe
+    file_mutation.function_trampoline_arrangement = arrange_safe
+    cli(["run"], standalone_mode=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", action="append", choices=sorted(MODULES))
+    parser.add_argument("--scratch", type=Path, default=Path("/tmp/imdb-mutation"))
+    parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "mutation.json")
+    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.inside:
+        run_mutmut_inside()
+        return 0
+    report = json.loads(args.out.read_text()) if args.out.exists() else {"modules": {}}
+    for module in args.module or list(MODULES):
+        print(f"mutating {module} ...", flush=True)
+        result = run_module(module, args.scratch)
+        report["modules"][module] = result
+        print(f"  {result['killed']} killed, {result['survived']} survived of "
+              f"{result['mutants']} in {result['seconds']} s", flush=True)
+    report["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
