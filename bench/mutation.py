@@ -72,7 +72,7 @@ def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
     for name in ("src", "tests"):
         shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
-    pyproject = re.sub(r'^addopts = .*$', 'addopts = "-ra"', pyproject, flags=re.M)
+    pyproject = re.sub(r"^addopts = .*$", 'addopts = "-ra"', pyproject, flags=re.M)
     (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
 
 
@@ -83,15 +83,21 @@ def run_module(module: str, scratch: Path) -> dict:
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, str(Path(__file__).resolve()), "--inside"],
-        cwd=folder, env=env, capture_output=True, text=True,
+        cwd=folder,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     seconds = time.perf_counter() - started
     if run.returncode:
-        raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}):\n{run.stdout[-3000:]}")
+        tail = run.stdout[-3000:]
+        raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}):\n{tail}")
     listing = mutmut(folder, "results", "--all", "true")
     statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.M))
     counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
-    survivors = {name: mutmut(folder, "show", name) for name, s in statuses.items() if s != "killed"}
+    survivors = {
+        name: mutmut(folder, "show", name) for name, s in statuses.items() if s != "killed"
+    }
     tried = counts["killed"] + counts["survived"] + counts["timeout"] + counts["no tests"]
     return {
         "module": f"src/imdb_sentiment/{module}",
@@ -107,14 +113,18 @@ def run_module(module: str, scratch: Path) -> dict:
 def mutmut(folder: Path, *arguments: str) -> str:
     return subprocess.run(
         [sys.executable, "-m", "mutmut", *arguments],
-        cwd=folder, capture_output=True, text=True, check=True,
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
 
 
 def _diff(shown: str) -> str:
     """The changed lines of a mutant, as ``-old`` / ``+new``."""
     return "\n".join(
-        line for line in shown.splitlines()
+        line
+        for line in shown.splitlines()
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     )
 
@@ -174,8 +184,11 @@ def main() -> int:
         print(f"mutating {module} ...", flush=True)
         result = run_module(module, args.scratch)
         report["modules"][module] = result
-        print(f"  {result['killed']} killed, {result['survived']} survived of "
-              f"{result['mutants']} in {result['seconds']} s", flush=True)
+        print(
+            f"  {result['killed']} killed, {result['survived']} survived of "
+            f"{result['mutants']} in {result['seconds']} s",
+            flush=True,
+        )
     report["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
