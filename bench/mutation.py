@@ -8,7 +8,7 @@ against its own mirrored tests only, so a module takes a minute or a few, not ho
 bench/mutation.json: per module the mutants killed, survived, timed out and reached by no
 test, and each survivor's diff; docs/architecture.md's tests section reads from it.
 
-Two of mutmut's rules are widened here, and only here (``--inside`` runs mutmut with them):
+Two of mutmut's rules are widened here, and only here (:func:`widen_mutmut`):
 mutmut leaves every decorated function alone, which would leave out the two atomic writers
 (``@contextlib.contextmanager``) and the serving kernel's numba loops. Functions whose
 decorators are all in SAFE_DECORATORS are mutated: the trampoline gets the decorators, the
@@ -129,10 +129,11 @@ def _diff(shown: str) -> str:
     )
 
 
-def run_mutmut_inside() -> None:
-    """Run ``mutmut run`` here, with functions under SAFE_DECORATORS mutated too."""
+def widen_mutmut() -> None:
+    """Let mutmut mutate functions whose decorators are all in SAFE_DECORATORS: the trampoline
+    keeps the decorators, the original and mutant copies get none (a decorated copy would
+    hand the trampoline a context manager where it expects a generator)."""
     import libcst as cst
-    from mutmut.__main__ import cli
     from mutmut.mutation import file_mutation
 
     def decorator_name(decorator: cst.Decorator) -> str:
@@ -157,8 +158,9 @@ def run_mutmut_inside() -> None:
     def arrange_safe(function: cst.FunctionDef, mutants: object, class_name: str | None):
         if not safe(function):
             return arrange(function, mutants, class_name)
-        plain = function.with_changes(decorators=[])  # the mutant copies: undecorated
-        declarations, methods, assignments, names = arrange(plain, mutants, class_name)
+        declarations, methods, assignments, names = arrange(
+            function.with_changes(decorators=[]), mutants, class_name
+        )
         methods[0] = methods[0].with_changes(
             decorators=[*function.decorators, *methods[0].decorators]
         )
@@ -166,7 +168,6 @@ def run_mutmut_inside() -> None:
 
     file_mutation.MutationVisitor._skip_node_and_children = skip_unless_safe
     file_mutation.function_trampoline_arrangement = arrange_safe
-    cli(["run"], standalone_mode=True)
 
 
 def main() -> int:
@@ -176,8 +177,11 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "mutation.json")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.inside:
-        run_mutmut_inside()
+    if args.inside:  # in the scratch copy, run by run_module
+        from mutmut.__main__ import cli
+
+        widen_mutmut()
+        cli(["run"], standalone_mode=True)
         return 0
     report = json.loads(args.out.read_text()) if args.out.exists() else {"modules": {}}
     for module in args.module or list(MODULES):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
-from bench import ablation, benchmark, serving, soak, training_profile
+from bench import ablation, benchmark, mutation, serving, soak, training_profile
 from stages import preprocess, train
 
 # CI installs wrk and sets REQUIRE_WRK=1 so a missing wrk fails instead of skipping.
@@ -398,3 +398,53 @@ def test_the_overhead_alternates_plain_and_instrumented_servers_and_divides_medi
     assert [r["server"] for r in cost["runs"]["on"]] == ["on", "on"]
     assert cost["p99_ratio"] == round(13 / 10, 3)  # medians: on 13 ms, off 10 ms
     assert cost["throughput_ratio"] == round(90 / 110, 3)
+
+
+def test_mutation_modules_and_their_tests_exist():
+    for module, tests in mutation.MODULES.items():
+        assert (mutation.REPO_ROOT / "src" / "imdb_sentiment" / module).is_file(), module
+        assert all((mutation.REPO_ROOT / test).is_file() for test in tests), tests
+
+
+SOURCE_WITH_DECORATORS = """
+import contextlib
+import functools
+import numba
+
+
+@contextlib.contextmanager
+def plus_one(x):
+    yield x + 1
+
+
+@numba.njit(inline="always")
+def double(a):
+    return a * 2
+
+
+@functools.cache
+def cached(a):
+    return a - 1
+"""
+
+
+def test_mutmut_is_widened_to_context_managers_and_numba_loops_only(monkeypatch):
+    from mutmut.mutation import file_mutation, trampoline
+
+    arrangement = file_mutation.function_trampoline_arrangement  # both restored after the test
+    monkeypatch.setattr(file_mutation, "function_trampoline_arrangement", arrangement)
+    visitor = file_mutation.MutationVisitor
+    monkeypatch.setattr(visitor, "_skip_node_and_children", visitor._skip_node_and_children)
+    mutation.widen_mutmut()
+    mutated = file_mutation.mutate_file_contents("m.py", SOURCE_WITH_DECORATORS)
+    functions = {name.split("__mutmut")[0] for name in mutated.mutant_names}
+    assert functions == {"x_plus_one", "x_double"}  # not the cached one
+    namespace = {"__name__": "m"}
+    exec(compile(mutated.code, "m.py", "exec"), namespace)
+    plus_one_mutant = next(n for n in mutated.mutant_names if n.startswith("x_plus_one"))
+    for mutant, expected in (("", 2), (f"m.{plus_one_mutant}", 0)):
+        trampoline.set_mutant_under_test(mutant)
+        monkeypatch.setenv("MUTANT_UNDER_TEST", mutant)
+        with namespace["plus_one"](1) as value:
+            assert value == expected, mutant
+    trampoline.set_mutant_under_test(None)
