@@ -178,8 +178,17 @@ def main() -> int:
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:  # in the scratch copy, run by run_module
+        import threading
+
+        import tqdm
         from mutmut.__main__ import cli
 
+        # mutmut forks a child per mutant and kills one that runs too long. tqdm's default
+        # lock is shared between processes: a child killed while holding it would leave every
+        # later child waiting forever (false "timeouts"). Each child gets its own lock, and
+        # no monitor thread holds it at the fork.
+        tqdm.tqdm.monitor_interval = 0
+        tqdm.tqdm.set_lock(threading.RLock())
         widen_mutmut()
         cli(["run"], standalone_mode=True)
         return 0
