@@ -1,6 +1,6 @@
 """Mutation score of the core modules (issue 36), measured with mutmut.
 
-    python bench/mutation.py                      # every module in MODULES
+    python bench/mutation.py                      # every module in MODULES but FORK_UNSAFE
     python bench/mutation.py --module fileio      # one (repeatable)
 
 Each module is mutated in its own scratch copy of src/ and tests/ (under --scratch) and run
@@ -42,6 +42,10 @@ MODULES = {
     "params.py": ["tests/test_params.py"],
     "scoring/lstm_kernel.py": ["tests/scoring/test_lstm_kernel.py"],
 }
+# Their tests run TensorFlow ops, and TensorFlow's thread pools do not survive the fork of
+# mutmut's per-mutant children: every such child hangs until mutmut's timeout, which would
+# count as killed. Not measured until the tests can run in fresh processes.
+FORK_UNSAFE = {"data/text.py", "data/ngrams.py", "scoring/lstm_kernel.py"}
 SAFE_DECORATORS = {"contextmanager", "njit", "compiled"}
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
 
@@ -59,7 +63,7 @@ def mutmut_config(module: str, tests: list[str]) -> str:
         "\n[tool.mutmut]\n"
         'source_paths = ["src/"]\n'
         f"do_not_mutate = {json.dumps(others)}\n"
-        'also_copy = ["tests"]\n'
+        'also_copy = ["tests", "data"]\n'
         'pytest_add_cli_args = ["-n", "0", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
     )
@@ -71,6 +75,8 @@ def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
     for name in ("src", "tests"):
         shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
+    (folder / "data").mkdir()
+    shutil.copy2(REPO_ROOT / "data" / "probes.csv", folder / "data")  # read by evaluation tests
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     pyproject = re.sub(r"^addopts = .*$", 'addopts = "-ra"', pyproject, flags=re.M)
     (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
@@ -152,7 +158,21 @@ def widen_mutmut() -> None:
     skip = file_mutation.MutationVisitor._skip_node_and_children
     arrange = file_mutation.function_trampoline_arrangement
 
+    layer_constructors: set[int] = set()
+
     def skip_unless_safe(self: object, node: cst.CSTNode) -> bool:
+        # Keras reads a layer's __init__ signature when the layer is made, and a trampoline
+        # has none: a Keras layer's constructor stays unmutated (its other methods do not).
+        if isinstance(node, cst.ClassDef) and any(
+            decorator_name(cst.Decorator(base.value)).endswith("Layer") for base in node.bases
+        ):
+            layer_constructors.update(
+                id(item)
+                for item in node.body.body
+                if isinstance(item, cst.FunctionDef) and item.name.value == "__init__"
+            )
+        if id(node) in layer_constructors:
+            return True
         return False if safe(node) else skip(self, node)
 
     def arrange_safe(function: cst.FunctionDef, mutants: object, class_name: str | None):
@@ -193,17 +213,19 @@ def main() -> int:
         cli(["run"], standalone_mode=True)
         return 0
     report = json.loads(args.out.read_text()) if args.out.exists() else {"modules": {}}
-    for module in args.module or list(MODULES):
+    for module in args.module or [m for m in MODULES if m not in FORK_UNSAFE]:
+        if module in FORK_UNSAFE:
+            raise SystemExit(f"{module}: mutmut's forked children hang in it (FORK_UNSAFE)")
         print(f"mutating {module} ...", flush=True)
         result = run_module(module, args.scratch)
         report["modules"][module] = result
+        report["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
+        args.out.write_text(json.dumps(report, indent=1) + "\n")  # after each: a long run
         print(
             f"  {result['killed']} killed, {result['survived']} survived of "
             f"{result['mutants']} in {result['seconds']} s",
             flush=True,
         )
-    report["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
-    args.out.write_text(json.dumps(report, indent=1) + "\n")
     return 0
 
 

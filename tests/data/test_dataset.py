@@ -107,3 +107,62 @@ def test_shortest_first_orders_rows_by_token_count_keeping_ties_in_order():
     counts = dataset.token_counts(x)
     assert dataset.shortest_first(counts).tolist() == [0, 2, 3, 1]
     assert dataset.shortest_first(counts, np.array([3, 2, 1])).tolist() == [2, 3, 1]
+
+
+def test_split_fills_each_labels_target_exactly_with_one_label_movies():
+    # Five movies with two positive reviews each, five with two negative: a fifth of each
+    # label is two reviews, so exactly one movie of each kind goes to validation.
+    movies = [f"m{index // 2}" for index in range(20)]
+    labels = [int(index < 10) for index in range(20)]
+    table = pd.DataFrame({"movie": movies, "label": labels})
+    validation = dataset.split_by_movie(table, 0.2, seed=3)
+    chosen = table[validation]
+    assert chosen.label.value_counts().to_dict() == {0: 2, 1: 2}
+    assert chosen.movie.nunique() == 2
+
+
+def test_arrays_keep_their_dtypes(tmp_path):
+    ids, x, y = np.array([5.0, 6.0]), np.array([[0, 3], [2, 4]]), np.array([1.0, 0.0])
+    dataset.save_arrays(tmp_path / "train.npz", ids, x, y)
+    loaded = dataset.load_arrays(tmp_path, "train")
+    assert [a.dtype for a in loaded] == [np.int64, np.int32, np.int8]
+
+
+def test_sequence_stats_exact_figures():
+    counts = np.arange(1, 301)  # lengths before truncation: 1..300
+    x = np.zeros((300, 100), np.int32)
+    x[:, -1] = 5
+    x[:10, -2] = dataset.OOV_ID  # 10 unknown of 310 kept tokens
+    y = np.array([1] * 100 + [0] * 200)
+    assert dataset.sequence_stats(counts, x, y) == {
+        "reviews": 300,
+        "positive_fraction": 0.3333,
+        "length_p50": 150,
+        "length_p90": 270,
+        "length_p99": 297,
+        "length_max": 300,
+        "truncated_fraction": 0.6667,  # 200 of 300 are longer than 100
+        "oov_rate": 0.0323,
+    }
+    only_unknown = np.array([[0, dataset.OOV_ID]])
+    assert dataset.sequence_stats(np.array([1]), only_unknown, np.array([1]))["oov_rate"] == 1.0
+
+
+def test_shortest_first_keeps_many_ties_in_their_order():
+    counts = np.random.default_rng(0).integers(0, 3, 3000)
+    order = dataset.shortest_first(counts)
+    assert np.array_equal(counts[order], np.sort(counts))
+    for count in range(3):
+        rows = order[counts[order] == count]
+        assert np.array_equal(rows, np.sort(rows))
+
+
+def test_trim_padding_keeps_every_used_column():
+    x = np.array([[0, 1, 2, 3, 0], [0, 0, 4, 0, 0]])
+    assert np.array_equal(dataset.trim_padding(x), x[:, 1:4])
+
+
+def test_random_window_lengths_cover_the_whole_range():
+    x = np.arange(1, 51)[np.newaxis, :].repeat(500, axis=0)
+    windows = dataset.random_windows(x, 3, 10, np.random.default_rng(0))
+    assert set(dataset.token_counts(windows)) == set(range(3, 11))

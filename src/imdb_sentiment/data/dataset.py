@@ -24,7 +24,7 @@ def split_by_movie(table: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
     chosen = []
     for movie in order:
         counts = per_movie.loc[movie]
-        if ((taken + counts) <= targets.reindex(counts.index, fill_value=0)).all():
+        if ((taken + counts) <= targets.reindex(counts.index)).all():  # same labels, aligned
             chosen.append(movie)
             taken += counts
     return table["movie"].isin(chosen).to_numpy()
