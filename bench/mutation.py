@@ -47,6 +47,21 @@ MODULES = {
 # count as killed. Not measured until the tests can run in fresh processes.
 FORK_UNSAFE = {"data/text.py", "data/ngrams.py", "scoring/lstm_kernel.py"}
 SAFE_DECORATORS = {"contextmanager", "njit", "compiled"}
+# Surviving mutants reviewed as equivalent: no behaviour a test could observe here changes.
+# By module, then mutmut's name of the mutant (the function and its number), with the reason.
+EQUIVALENT: dict[str, dict[str, str]] = {
+    "fileio.py": {
+        "x__read_umask__mutmut_20": "the fallback sets a umask and restores it at once",
+        "x_write_json__mutmut_3": "utf-8 is the locale's encoding (Python's UTF-8 mode)",
+        "x_write_json__mutmut_5": "utf-8 is the locale's encoding (Python's UTF-8 mode)",
+        "x_write_json__mutmut_17": "'UTF-8' and 'utf-8' name one codec",
+        "x__remove_stale_scratch__mutmut_6": "guards a race with a second writer (none in tests)",
+        "x__remove_stale_scratch__mutmut_8": "guards a race with a second writer (none in tests)",
+        "x__remove_stale_scratch__mutmut_9": "guards a race with a second writer (none in tests)",
+        "x__remove_stale_scratch__mutmut_10": "guards a race with a second writer (none in tests)",
+        "x__remove_stale_scratch__mutmut_11": "guards a race with a second writer (none in tests)",
+    },
+}
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
 
 
@@ -63,7 +78,7 @@ def mutmut_config(module: str, tests: list[str]) -> str:
         "\n[tool.mutmut]\n"
         'source_paths = ["src/"]\n'
         f"do_not_mutate = {json.dumps(others)}\n"
-        'also_copy = ["tests", "data"]\n'
+        'also_copy = ["tests", "data", "stages", "docs", "params.yaml", "dvc.yaml"]\n'
         'pytest_add_cli_args = ["-n", "0", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
     )
@@ -73,10 +88,11 @@ def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "stages", "docs"):  # tests import the stages, read docs
         shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
     (folder / "data").mkdir()
-    shutil.copy2(REPO_ROOT / "data" / "probes.csv", folder / "data")  # read by evaluation tests
+    for name in ("data/probes.csv", "params.yaml", "dvc.yaml"):  # read by the tests
+        shutil.copy2(REPO_ROOT / name, folder / name)
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     pyproject = re.sub(r"^addopts = .*$", 'addopts = "-ra"', pyproject, flags=re.M)
     (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
@@ -99,21 +115,63 @@ def run_module(module: str, scratch: Path) -> dict:
         tail = run.stdout[-3000:]
         raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}):\n{tail}")
     listing = mutmut(folder, "results", "--all", "true")
-    statuses = dict(re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.M))
-    counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
-    survivors = {
-        name: mutmut(folder, "show", name) for name, s in statuses.items() if s != "killed"
+    statuses = {
+        name.rsplit(".", 1)[-1]: status
+        for name, status in re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.M)
     }
-    tried = counts["killed"] + counts["survived"] + counts["timeout"] + counts["no tests"]
+    counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
+    reviewed, full_names = EQUIVALENT.get(module, {}), _full_names(listing)
+    not_killed = {
+        name: {"status": status, "diff": _diff(mutmut(folder, "show", full_names[name])),
+               "equivalent": reviewed.get(name)}
+        for name, status in statuses.items() if status not in ("killed", "timeout")
+    }  # fmt: skip
+    equivalent = sum(1 for entry in not_killed.values() if entry["equivalent"])
+    scored = len(statuses) - equivalent - counts["skipped"]
     return {
         "module": f"src/imdb_sentiment/{module}",
         "tests": MODULES[module],
         "mutants": len(statuses),
         **counts,
-        "killed_share": round((counts["killed"] + counts["timeout"]) / max(tried, 1), 4),
+        "equivalent": equivalent,
+        "score": round((counts["killed"] + counts["timeout"]) / max(scored, 1), 4),
         "seconds": round(seconds, 1),
-        "not_killed": {name: _diff(text) for name, text in survivors.items()},
+        "not_killed": not_killed,
     }
+
+
+def _full_names(listing: str) -> dict[str, str]:
+    names = re.findall(r"^\s*(\S+):", listing, flags=re.M)
+    return {name.rsplit(".", 1)[-1]: name for name in names}
+
+
+def markdown(report: dict) -> str:
+    """docs/mutation.md: the score per module, then every mutant no test killed."""
+    lines = [
+        "# Mutation score of the core modules",
+        "",
+        "Generated by `python bench/mutation.py --markdown > docs/mutation.md` from",
+        f"`bench/mutation.json` (updated {report.get('updated', '?')}); how it is measured:",
+        "[architecture](architecture.md#tests). *Score* = killed (timeouts included) over the",
+        "mutants not reviewed as equivalent.",
+        "",
+        "| module | mutants | killed | timeout | survived | no test | equivalent | score |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for module, result in report["modules"].items():
+        lines.append(
+            f"| `{module}` | {result['mutants']} | {result['killed']} | {result['timeout']} "
+            f"| {result['survived']} | {result['no tests']} | {result['equivalent']} "
+            f"| {result['score']:.1%} |"
+        )
+    lines += ["", "Not measured (FORK_UNSAFE): " + ", ".join(f"`{m}`" for m in sorted(FORK_UNSAFE))]
+    for module, result in report["modules"].items():
+        lines += ["", f"## {module}", ""]
+        for name, entry in result["not_killed"].items():
+            why = f"equivalent: {entry['equivalent']}" if entry["equivalent"] else entry["status"]
+            diff = entry["diff"].replace("\n", " / ").replace("|", "\\|")
+            lines.append(f"- `{name}` ({why}): `{diff}`")
+    return "\n".join(lines) + "\n"
 
 
 def mutmut(folder: Path, *arguments: str) -> str:
@@ -195,6 +253,7 @@ def main() -> int:
     parser.add_argument("--module", action="append", choices=sorted(MODULES))
     parser.add_argument("--scratch", type=Path, default=Path("/tmp/imdb-mutation"))
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "bench" / "mutation.json")
+    parser.add_argument("--markdown", action="store_true", help="print docs/mutation.md")
     parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.inside:  # in the scratch copy, run by run_module
@@ -213,6 +272,9 @@ def main() -> int:
         cli(["run"], standalone_mode=True)
         return 0
     report = json.loads(args.out.read_text()) if args.out.exists() else {"modules": {}}
+    if args.markdown:
+        print(markdown(report), end="")
+        return 0
     for module in args.module or [m for m in MODULES if m not in FORK_UNSAFE]:
         if module in FORK_UNSAFE:
             raise SystemExit(f"{module}: mutmut's forked children hang in it (FORK_UNSAFE)")

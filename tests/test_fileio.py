@@ -196,22 +196,26 @@ def test_exchange_swaps_relative_paths_and_says_so_where_unsupported(tmp_path, m
     assert fileio._exchange(Path("a"), Path("b")) is False
 
 
-@pytest.mark.parametrize("proc", [True, False], ids=["from /proc", "from os.umask"])
+@pytest.mark.parametrize(
+    "proc", ["readable", "missing", "malformed"], ids=["from /proc", "no /proc", "odd /proc"]
+)
 def test_the_umask_is_read_with_and_without_proc(monkeypatch, proc):
     previous = os.umask(0o027)
     try:
-        if proc:  # /proc shows it without setting it, which other threads would notice
+        if proc == "readable":  # /proc shows it without setting it, as other threads need
 
             def forbidden(mask):
                 raise AssertionError("os.umask called although /proc shows the umask")
 
             monkeypatch.setattr(fileio.os, "umask", forbidden)
-        else:
+        elif proc == "missing":
 
             def unreadable(self, *args, **kwargs):
                 raise OSError("no /proc")
 
             monkeypatch.setattr(fileio.Path, "read_text", unreadable)
+        else:
+            monkeypatch.setattr(fileio.Path, "read_text", lambda self: "Umask:\tzz\n")
         assert fileio._read_umask() == 0o027
         monkeypatch.undo()
         assert os.umask(0o027) == 0o027  # and left as it was

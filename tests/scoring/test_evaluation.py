@@ -152,3 +152,105 @@ def test_a_probability_exactly_on_the_threshold_is_positive():
     assert report["confusion"] == {"tn": 1, "fp": 1, "fn": 0, "tp": 1}
     rows = evaluation.confusion_rows(labels, np.array([0.7, 0.69, 0.2]), 0.7)
     assert rows["predicted"].tolist() == ["positive", "negative", "negative"]
+
+
+def _log_loss_by_hand(labels: np.ndarray, probabilities: np.ndarray) -> float:
+    clipped = np.clip(probabilities, 1e-7, 1 - 1e-7)
+    return float(-np.mean(labels * np.log(clipped) + (1 - labels) * np.log(1 - clipped)))
+
+
+def test_classification_metrics_exact_to_four_places_with_certain_mistakes():
+    # 6 positives, 3 negatives; 0.5 sits on the threshold; 0.0 and 1.0 are wrong and certain,
+    # so the loss depends on the clipping at 1e-7.
+    labels = np.array([1, 1, 1, 1, 1, 1, 0, 0, 0])
+    probabilities = np.array([0.9, 0.5, 0.2, 0.0, 0.3, 0.4, 1.0, 0.1, 0.45])
+    assert evaluation.classification_metrics(labels, probabilities, 0.5) == {
+        "count": 9,
+        "threshold": 0.5,
+        "accuracy": 0.4444,  # 4 of 9
+        "precision": 0.6667,  # 2 of 3 predicted positive
+        "recall": 0.3333,  # 2 of 6
+        "f1": 0.4444,
+        "roc_auc": 0.3889,  # 7 of 18 (positive, negative) pairs in order
+        "loss": round(_log_loss_by_hand(labels, probabilities), 4),
+        "confusion": {"tn": 2, "fp": 1, "fn": 4, "tp": 2},
+    }
+
+
+def test_precision_with_nothing_predicted_positive_is_zero_without_a_warning():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluation.classification_metrics(
+            np.array([0, 0, 1]), np.array([0.1, 0.2, 0.3]), 0.5
+        )
+    assert report["precision"] == 0.0 and report["confusion"]["tp"] == 0
+
+
+def test_long_curves_keep_exactly_curve_points_rows_rounded_to_five_places():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 5000)
+    probabilities = rng.random(5000)
+    roc = evaluation.roc_points(labels, probabilities)
+    assert len(roc) == evaluation.CURVE_POINTS and list(roc.columns) == ["fpr", "tpr", "threshold"]
+    assert roc.index.equals(pd.RangeIndex(evaluation.CURVE_POINTS))
+    assert roc.equals(roc.round(5)) and not roc.equals(roc.round(4))
+    short = evaluation.precision_recall_points(labels[:50], probabilities[:50])
+    assert list(short.columns) == ["recall", "precision", "threshold"]
+    assert short.equals(short.round(5)) and not short.equals(short.round(4))
+
+
+def test_confusion_rows_columns_are_named():
+    rows = evaluation.confusion_rows(np.array([1, 0]), np.array([0.9, 0.9]), 0.5)
+    assert list(rows.columns) == ["actual", "predicted"]
+
+
+def test_confident_errors_include_the_threshold_and_break_ties_by_id():
+    table = pd.DataFrame(
+        {"id": [4, 3, 2, 1], "label": [0, 1, 0, 1], "rating": [1, 10, 2, 9],
+         "movie": ["m"] * 4, "text": ["a", "b", "c", "d"]}
+    )  # fmt: skip
+    probabilities = np.array([0.5, 0.25, 0.75, 0.9123456])  # the last one is right
+    errors = evaluation.confident_errors(table, probabilities, 0.5, count=10)
+    assert errors["id"].tolist() == [2, 3, 4]  # 0.75 and 0.25 tie at 0.25: lower id first
+    assert errors["probability_positive"].tolist() == [0.75, 0.25, 0.5]
+    right = evaluation.confident_errors(table.assign(label=[0, 1, 0, 0]), probabilities, 0.5, 9)
+    assert right["probability_positive"].tolist()[0] == 0.91235  # rounded to five places
+
+
+def test_a_last_sentence_of_exactly_the_minimum_words_is_kept():
+    assert evaluation.last_sentence("A long first sentence here. Four words right here.") == (
+        "Four words right here."
+    )
+
+
+def test_expected_calibration_error_uses_its_bins_and_one_review():
+    labels, probabilities = np.array([1, 1, 0]), np.array([0.9, 0.6, 0.7])
+    # two bins of confidence: [0.5, 1) holds all three; accuracy 2/3, mean confidence 0.7333
+    assert evaluation.expected_calibration_error(labels, probabilities, bins=2) == 0.0667
+    # fifteen bins: 0.9 alone (right), 0.6 alone (right), 0.7 alone (wrong)
+    by_hand = (abs(1 - 0.9) + abs(1 - 0.6) + abs(0 - 0.7)) / 3
+    assert evaluation.expected_calibration_error(labels, probabilities) == round(by_hand, 4)
+    assert evaluation.expected_calibration_error(np.array([1]), np.array([0.8])) == 0.2
+
+
+def test_view_metrics_exact_with_a_probability_on_the_threshold():
+    labels, probabilities = np.array([1, 0, 0]), np.array([0.5, 0.5, 0.1])
+    assert evaluation.view_metrics(labels, probabilities, 0.5) == {
+        "count": 3,
+        "accuracy": 0.6667,
+        "ece": 0.0333,  # the 0.5s share a bin (accuracy 1/2, confidence 0.5); 0.9: 1/3 x 0.1
+        "mean_confidence": 0.6333,
+    }
+
+
+def test_accuracy_by_length_to_four_places_with_the_threshold_positive():
+    counts = np.array([5, 6, 7, 15])
+    labels = np.array([1, 1, 0, 1])
+    scores = {"lstm": np.array([0.5, 0.2, 0.1, 0.9])}
+    table = evaluation.accuracy_by_length(counts, labels, scores, 0.5)
+    assert table.to_dict("records") == [
+        {"model": "lstm", "tokens": "1-10", "accuracy": 0.6667, "count": 3},
+        {"model": "lstm", "tokens": "11-20", "accuracy": 1.0, "count": 1},
+    ]
