@@ -61,6 +61,23 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x__remove_stale_scratch__mutmut_10": "guards a race with a second writer (none in tests)",
         "x__remove_stale_scratch__mutmut_11": "guards a race with a second writer (none in tests)",
     },
+    "params.py": {
+        "x__explain__mutmut_9": "no parameter is a list of lists: a key has one index at most",
+        "x__explain__mutmut_28": "only the closest match is used, whatever the number asked",
+        "x__explain__mutmut_30": "only the closest match is used, whatever the number asked",
+        "x__problem__mutmut_5": "the bounds' errors, the only ones read, always carry a context",
+        "x__problem__mutmut_7": "the bounds' errors, the only ones read, always carry a context",
+        "x__read_section__mutmut_5": "utf-8 is the locale's encoding (Python's UTF-8 mode)",
+        "x__read_section__mutmut_7": "'UTF-8' and 'utf-8' name one codec",
+    },
+    "data/dataset.py": {
+        "x_shortest_first__mutmut_11": "numpy reads the sort kind without regard to case",
+        "x_random_windows__mutmut_19": "integers(high) draws the same numbers as integers(0, high)",
+        "x__pre_padded_windows__mutmut_21": "take_along_axis' default axis is the last (1)",
+        "x__pre_padded_windows__mutmut_23": "a negative source index picks a column `keep` drops",
+        "x__pre_padded_windows__mutmut_24": "source never exceeds width - 1 (starts + lengths <= counts)",
+        "x__pre_padded_windows__mutmut_29": "source never exceeds width - 1 (starts + lengths <= counts)",
+    },
 }
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
 

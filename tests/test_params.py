@@ -1,10 +1,14 @@
+import errno
+import os
+import re
+import signal
 from pathlib import Path
 
 import pytest
 import yaml
 
 from imdb_sentiment import schema
-from imdb_sentiment.params import ParamsError, load_stage_params
+from imdb_sentiment.params import ParamsError, load_stage_params, run_stage
 from stages import download, evaluate, linear_baseline, preprocess, train
 from tests.conftest import REPO_ROOT
 
@@ -142,3 +146,79 @@ def test_engine_keys_are_marked_in_the_reference():
         ("evaluate", "batch_size"),
     }
     assert schema.reference_markdown(REPO_ROOT / "params.yaml").count("| *engine*: ") == 3
+
+
+def test_messages_start_with_the_file_and_suggest_only_close_names(tmp_path):
+    path = write_params(tmp_path, "train", max_epochs=0)
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: train\.max_epochs = 0 "):
+        load_stage_params("train", train.Params, path)
+    path = write_params(tmp_path, "train", zzzz=1)
+    with pytest.raises(ParamsError) as raised:
+        load_stage_params("train", train.Params, path)
+    assert str(raised.value).endswith("unknown key 'train.zzzz'")  # nothing close to suggest
+
+
+def test_yaml_and_section_shape_problems_name_the_file(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("train: [unclosed\n")
+    with pytest.raises(ParamsError, match=rf"^{re.escape(str(path))}: not valid YAML"):
+        load_stage_params("train", train.Params, path)
+    path.write_text("train: 3\n")
+    with pytest.raises(ParamsError, match=r"section 'train' must be a mapping, got 3$"):
+        load_stage_params("train", train.Params, path)
+
+
+def _stage_in(tmp_path, monkeypatch, run, expected_errors=()):
+    monkeypatch.chdir(tmp_path)
+    write_params(tmp_path, "evaluate")
+    return run_stage("evaluate", evaluate.Params, run, expected_errors)
+
+
+def test_run_stage_passes_the_params_and_exits_0(tmp_path, monkeypatch):
+    seen = []
+    assert _stage_in(tmp_path, monkeypatch, seen.append) == 0
+    assert isinstance(seen[0], evaluate.Params)
+
+
+def test_run_stage_turns_known_failures_into_exit_1_with_a_message(tmp_path, monkeypatch, capsys):
+    def refuse(params):
+        raise KeyError("no such review")
+
+    assert _stage_in(tmp_path, monkeypatch, refuse, (KeyError,)) == 1
+    assert capsys.readouterr().err == "evaluate: error: 'no such review'\n"
+    write_params(tmp_path, "evaluate", batch_size=0)
+    assert run_stage("evaluate", evaluate.Params, print) == 1
+    assert capsys.readouterr().err.startswith("evaluate: error: params.yaml: evaluate.batch_size")
+
+
+def test_run_stage_exits_143_on_sigterm(tmp_path, monkeypatch, capsys):
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = _stage_in(tmp_path, monkeypatch, lambda p: os.kill(os.getpid(), signal.SIGTERM))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 143
+    assert capsys.readouterr().err == (
+        "evaluate: stopped by SIGTERM; the previous outputs are unchanged\n"
+    )
+
+
+@pytest.mark.parametrize("filename", ["metrics/eval.json", None])
+def test_run_stage_exits_1_on_a_full_disk_and_raises_other_os_errors(
+    tmp_path, monkeypatch, capsys, filename
+):
+    def full(params):
+        raise OSError(errno.ENOSPC, "No space left on device", filename)
+
+    assert _stage_in(tmp_path, monkeypatch, full) == 1
+    name = filename or "an output"
+    assert capsys.readouterr().err == (
+        f"evaluate: error: cannot write {name}: No space left on device; "
+        "the previous outputs are unchanged\n"
+    )
+
+    def denied(params):
+        raise PermissionError(errno.EACCES, "Permission denied", "metrics")
+
+    with pytest.raises(PermissionError):
+        run_stage("evaluate", evaluate.Params, denied)
