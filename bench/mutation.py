@@ -75,8 +75,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x_random_windows__mutmut_19": "integers(high) draws the same numbers as integers(0, high)",
         "x__pre_padded_windows__mutmut_21": "take_along_axis' default axis is the last (1)",
         "x__pre_padded_windows__mutmut_23": "a negative source index picks a column `keep` drops",
-        "x__pre_padded_windows__mutmut_24": "source never exceeds width - 1 (starts + lengths <= counts)",
-        "x__pre_padded_windows__mutmut_29": "source never exceeds width - 1 (starts + lengths <= counts)",
+        "x__pre_padded_windows__mutmut_24": "source stays <= width - 1: starts + lengths <= counts",
+        "x__pre_padded_windows__mutmut_29": "source stays <= width - 1: starts + lengths <= counts",
     },
 }
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "segfault", "skipped")
