@@ -113,11 +113,11 @@ def test_probe_results_mark_each_model():
          "expected": ["positive", "negative"]}
     )  # fmt: skip
     results = evaluation.probe_results(
-        probes, {"lstm": np.array([0.2, 0.1]), "linear": np.array([0.7, 0.5])}, 0.5
+        probes, {"lstm": np.array([0.2, 0.123456]), "linear": np.array([0.7, 0.5])}, 0.5
     )
     assert results["lstm_passed"].tolist() == [False, True]
     assert results["linear_passed"].tolist() == [True, False]  # 0.5 is on the positive side
-    assert results["lstm_probability"].tolist() == [0.2, 0.1]
+    assert results["lstm_probability"].tolist() == [0.2, 0.1235]  # four places
 
 
 def test_the_probes_file_is_well_formed():
@@ -236,13 +236,16 @@ def test_expected_calibration_error_uses_its_bins_and_one_review():
 
 
 def test_view_metrics_exact_with_a_probability_on_the_threshold():
-    labels, probabilities = np.array([1, 0, 0]), np.array([0.5, 0.5, 0.1])
+    labels, probabilities = np.array([1, 1, 0]), np.array([0.5, 0.5, 0.1])
     assert evaluation.view_metrics(labels, probabilities, 0.5) == {
         "count": 3,
-        "accuracy": 0.6667,
-        "ece": 0.0333,  # the 0.5s share a bin (accuracy 1/2, confidence 0.5); 0.9: 1/3 x 0.1
+        "accuracy": 1.0,  # both 0.5s are positive
+        "ece": 0.3667,  # the 0.5s: 2/3 x |1 - 0.5|; the 0.9: 1/3 x |1 - 0.9|
         "mean_confidence": 0.6333,
     }
+    # at another threshold, 0.55 is a wrong negative, and the ECE counts it wrong too
+    other = evaluation.view_metrics(np.array([1, 0]), np.array([0.55, 0.2]), 0.6)
+    assert other["accuracy"] == 0.5 and other["ece"] == 0.375  # (0.55 + 0.2) / 2
 
 
 def test_accuracy_by_length_to_four_places_with_the_threshold_positive():

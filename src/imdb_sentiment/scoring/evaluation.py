@@ -72,8 +72,8 @@ def confident_errors(
     wrong = wrong[wrong["predicted"] != wrong["label"]]
     confidence = (wrong["probability_positive"] - 0.5).abs()
     ranked = wrong.assign(confidence=confidence).sort_values(
-        ["confidence", "id"], ascending=[False, True], kind="stable"
-    )
+        ["confidence", "id"], ascending=[False, True]
+    )  # ids are unique, so the order is total
     return ranked.head(count)[["id", "label", "rating", "probability_positive", "movie", "text"]]
 
 
@@ -171,7 +171,7 @@ def accuracy_by_length(
             rows.append({"model": model, "tokens": bucket, "order": order.index(bucket),
                          "accuracy": round(float(group["correct"].mean()), 4),
                          "count": len(group)})  # fmt: skip
-    table = pd.DataFrame(rows).sort_values(["model", "order"], kind="stable")
+    table = pd.DataFrame(rows).sort_values(["model", "order"])  # one row per (model, bucket)
     return table.drop(columns="order").reset_index(drop=True)
 
 
