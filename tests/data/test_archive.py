@@ -1,7 +1,9 @@
 import io
 import os
+import re
 import tarfile
 
+import pandas as pd
 import pytest
 
 from imdb_sentiment.data import archive
@@ -220,3 +222,130 @@ def test_member_order_does_not_change_the_tables(tmp_path):
             }
         )
     assert tables[0] == tables[1] == tables[2]
+
+
+def _rewritten(path, change):
+    """Rewrite the archive at ``path``, passing each (member, data) through ``change``."""
+    with tarfile.open(path, "r:gz") as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    with tarfile.open(path, "w:gz") as tar:
+        for member, data in members:
+            member, data = change(member, data)
+            if data is not None:
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message"),
+    [
+        ("absolute", "refusing member outside the target folder: '/tmp/evil.txt'"),
+        ("backslash", "refusing member outside the target folder: " + repr("\\evil.txt")),
+        ("symlink", "refusing link member 'aclImdb/train/pos/999_9.txt' -> '/etc/passwd'"),
+        ("hardlink", "refusing link member 'aclImdb/train/pos/998_9.txt' -> '/etc/passwd'"),
+        ("fifo", "refusing special member 'aclImdb/train/pos/997_9.txt'"),
+    ],
+)
+def test_each_unsafe_member_is_refused_with_the_archive_and_its_name(tmp_path, kind, message):
+    path = tmp_path / f"{kind}.tar.gz"
+    if kind == "backslash":
+        member = tarfile.TarInfo("\\evil.txt")
+        member.size = 1
+    elif kind == "fifo":
+        member = tarfile.TarInfo("aclImdb/train/pos/997_9.txt")
+        member.type = tarfile.FIFOTYPE
+    else:
+        member = unsafe_member(kind)
+    make_archive(path, per_class=2, extra=[member])
+    with pytest.raises(archive.ArchiveError) as raised:
+        archive.read_reviews(path)
+    assert str(raised.value) == f"{path.name}: {message}"
+
+
+def test_member_and_size_limits_are_inclusive(tmp_path, monkeypatch):
+    path = tmp_path / "exact.tar.gz"
+    make_archive(path, per_class=2)
+    with tarfile.open(path) as tar:
+        members = tar.getmembers()
+    monkeypatch.setattr(archive, "MAX_MEMBERS", len(members))
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", max(m.size for m in members))
+    assert len(archive.read_reviews(path)["train"]) == 4
+    monkeypatch.setattr(archive, "MAX_MEMBERS", len(members) - 1)
+    with pytest.raises(archive.ArchiveError, match=f"more than {len(members) - 1} members"):
+        archive.read_reviews(path)
+
+
+def test_bad_bytes_in_a_review_are_replaced_and_a_folder_named_like_one_is_skipped(tmp_path):
+    path = tmp_path / "odd.tar.gz"
+    folder = tarfile.TarInfo("aclImdb/train/pos/500_9.txt")
+    folder.type = tarfile.DIRTYPE
+    make_archive(path, per_class=2, extra=[folder])
+
+    def latin(member, data):
+        if member.name.startswith("aclImdb/train/pos/0_"):
+            data = b"caf\xe9 good"
+        return member, data
+
+    _rewritten(path, latin)
+    train = archive.read_reviews(path)["train"]
+    assert len(train) == 4 and "caf\ufffd good" in train["text"].tolist()
+
+
+def test_a_url_line_without_a_title_id_is_the_movie_itself(tmp_path):
+    path = tmp_path / "plain.tar.gz"
+    make_archive(path, per_class=2)
+
+    def plain(member, data):
+        if member.name == "aclImdb/train/urls_pos.txt":
+            data = b"  some-movie  \nother\n"
+        return member, data
+
+    _rewritten(path, plain)
+    train = archive.read_reviews(path)["train"]
+    assert train[train.label == 1].movie.tolist() == ["some-movie", "other"]
+
+
+def test_tables_round_trip_codes_and_texts_that_look_missing(tmp_path):
+    table = pd.DataFrame(
+        {"id": [1, 2], "rating": [8, 2], "label": [1, 0], "movie": ["007", "NA"],
+         "text": ["NA", "null"]}
+    )  # fmt: skip
+    archive.write_tables({"train": table}, tmp_path)
+    assert (tmp_path / "train.csv").read_text().splitlines()[0] == "id,rating,label,movie,text"
+    assert archive.read_table(tmp_path, "train").equals(table)
+    with pytest.raises(archive.ArchiveError, match=r"test\.csv: not found; run the download"):
+        archive.read_table(tmp_path, "test")
+
+
+def test_the_environment_is_read_when_none_is_given_and_a_bad_sidecar_is_quoted(
+    tiny_archive, monkeypatch
+):
+    path, sha = tiny_archive
+    monkeypatch.setenv(archive.ARCHIVE_ENV, str(path))
+    assert archive.resolve_source("https://example.org/a.tar.gz", "a" * 64)[0] == str(path)
+    path.with_name(path.name + ".sha256").write_text("not-a-hash  extra\n")
+    with pytest.raises(archive.ArchiveError, match=r"got \['not-a-hash'\]$"):
+        archive.resolve_source("u", "a" * 64)
+
+
+def test_https_urls_are_downloaded_not_looked_up_on_disk(tmp_path):
+    with pytest.raises(archive.ArchiveError, match="download of https://127.0.0.1:9/a.tar.gz"):
+        archive.fetch_archive("https://127.0.0.1:9/a.tar.gz", WRONG_SHA, tmp_path / "cache")
+
+
+def test_downloads_make_nested_caches_and_reuse_them(http_root, tmp_path):
+    root, base = http_root
+    sha = make_archive(root / "tiny.tar.gz")
+    cache = tmp_path / "a" / "b" / "cache"
+    for _ in range(2):
+        assert archive.fetch_archive(f"{base}/tiny.tar.gz", sha, cache) == cache / "tiny.tar.gz"
+
+
+def test_progress_shows_what_is_read_and_hashed(tiny_archive, capsys):
+    path, sha = tiny_archive
+    archive.read_reviews(path)
+    with archive.open_verified(path, sha):
+        pass
+    err = capsys.readouterr().err
+    assert f"reading {path.name}" in err and " files" in err
+    assert f"sha256 {path.name}: 100%" in err and re.search(r"\d\.\d+k/\d\.\d+k \[.*B/s\]", err)
