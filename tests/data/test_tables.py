@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import io
+import re
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -85,3 +88,100 @@ def entry(**changes) -> dict:
 def test_extra_set_params_are_checked_before_any_file_is_read(entries, message):
     with pytest.raises(ParamsError, match=message):
         tables.extra_sets(entries, "evaluate.extra_sets")
+
+
+def test_mapping_errors_describe_the_mapping_and_count_the_rows():
+    with pytest.raises(tables.TableError) as raised:
+        WORDS.labels(pd.Series(["positive", "meh", "meh"]), "f")
+    assert str(raised.value) == (
+        "f: row 2: label 'meh' is not in the mapping "
+        "(positive ['positive', '1'], negative ['negative', '0']); 2 rows like it"
+    )
+    with pytest.raises(tables.TableError, match=r"\(numbers, positive from 7\); 1 rows like it$"):
+        tables.LabelMapping(threshold=7).labels(pd.Series(["x"]), "f")
+    assert tables.LabelMapping(threshold=7).labels(pd.Series([8]), "f").dtype == np.int64
+    assert WORDS.labels(pd.Series(["1"]), "f").dtype == np.int64
+
+
+def test_label_params_messages_and_the_threshold_as_a_number():
+    with pytest.raises(ValueError, match=r"^download: give label_threshold or the label lists"):
+        tables.label_mapping(["a"], None, 3, "download")
+    with pytest.raises(ValueError) as raised:
+        tables.label_mapping(None, ["b"], None, "download")
+    assert str(raised.value) == (
+        "download: give positive_labels and negative_labels (for example [positive] and "
+        "[negative]), or label_threshold for numeric labels"
+    )
+    assert tables.label_mapping(None, None, 7, "k") == tables.LabelMapping(threshold=7.0)
+
+
+def test_read_file_errors_name_the_file_and_the_problem():
+    with pytest.raises(tables.TableError) as raised:
+        tables.read_file(io.BytesIO(b"text,label\ncaf\xe9,1\n"), "t.csv")
+    assert re.fullmatch(r"t\.csv: not valid UTF-8 \(.+ near byte \d+\)", str(raised.value))
+    gz = io.BytesIO(gzip.compress(b"text,label\na,1\n")[:-12])
+    with pytest.raises(tables.TableError, match=r"^t\.csv\.gz: the gzip stream is truncated"):
+        tables.read_file(gz, "t.csv.gz")
+    with pytest.raises(tables.TableError, match=r"^t\.parquet: cannot be read as parquet: "):
+        tables.read_file(io.BytesIO(b"not parquet"), "t.parquet")
+    with pytest.raises(tables.TableError, match=r"^t\.parquet\.gz: cannot tell the format"):
+        tables.read_file(io.BytesIO(b""), "t.parquet.gz")
+
+
+def test_text_files_keep_values_that_look_like_numbers_or_missing_as_text():
+    lines = b'{"text": "007", "label": "01"}\n{"text": "NA", "label": "1"}\n'
+    read = tables.read_file(io.BytesIO(lines), "t.jsonl")
+    assert read["text"].tolist() == ["007", "NA"] and read["label"].tolist() == ["01", "1"]
+    read = tables.read_file(io.BytesIO(b"text,label\n007,01\nNA,1\nnull,\n"), "t.csv")
+    assert read.to_dict("list") == {"text": ["007", "NA", "null"], "label": ["01", "1", ""]}
+
+
+def test_labelled_table_names_missing_columns_and_empty_texts():
+    spec = tables.TableSpec("review", "sentiment", WORDS, empty_texts="error")
+    with pytest.raises(tables.TableError) as raised:
+        tables.labelled_table(pd.DataFrame({"a": [1], "b": [2]}), spec, "f")
+    assert str(raised.value) == "f: no column 'review'; the columns are: a, b"
+    with pytest.raises(tables.TableError, match="the columns are: none$"):
+        tables.labelled_table(pd.DataFrame(), spec, "f")
+    frame = pd.DataFrame({"review": ["good", None, " ", "bad"], "sentiment": [1, 0, 1, 0]})
+    with pytest.raises(tables.TableError) as raised:
+        tables.labelled_table(frame, spec, "f")
+    assert str(raised.value) == (
+        "f: 2 empty or whitespace-only texts in 'review', the first at row 2 "
+        "(download.empty_texts: drop skips them)"
+    )
+    table, dropped = tables.labelled_table(
+        frame, tables.TableSpec("review", "sentiment", WORDS), "f"
+    )
+    assert dropped == 2 and table.to_dict("list") == {
+        "id": [0, 1], "rating": ["1", "0"], "label": [1, 0], "movie": ["", ""],
+        "text": ["good", "bad"],
+    }  # fmt: skip
+    assert not tables.is_grouped(table)
+
+
+def test_both_labels_are_required_and_named():
+    with pytest.raises(tables.TableError) as raised:
+        tables.check_both_labels(pd.DataFrame({"label": [1, 1]}), "f")
+    assert str(raised.value) == "f: needs both labels, found {1: 2} (label: row count)"
+    with pytest.raises(tables.TableError, match=r"found no rows \(label: row count\)$"):
+        tables.check_both_labels(pd.DataFrame({"label": []}), "f")
+    tables.check_both_labels(pd.DataFrame({"label": [0, 1]}), "f")
+
+
+def test_split_off_takes_whole_groups_and_names_the_empty_side():
+    table = pd.DataFrame(
+        {"id": range(8), "label": [0, 1] * 4, "movie": ["a", "a", "b", "b", "", "", "", ""]}
+    )
+    rest, part = tables.split_off(table, 0.5, 0, "download.test_fraction", ("training", "test"))
+    assert len(rest) + len(part) == 8 and set(rest.id).isdisjoint(part.id)
+    assert part.label.value_counts().to_dict() == {0: 2, 1: 2}
+    for group in ("a", "b"):
+        assert (rest.movie == group).sum() in (0, 2)
+    assert tables.is_grouped(table)
+    with pytest.raises(ParamsError) as raised:
+        tables.split_off(table, 0.01, 0, "download.test_fraction", ("training", "test"))
+    assert str(raised.value) == (
+        "download.test_fraction = 0.01 leaves an empty test set (8 rows in 6 groups); it needs "
+        "more rows or groups, or another fraction"
+    )
