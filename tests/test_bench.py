@@ -448,3 +448,23 @@ def test_mutmut_is_widened_to_context_managers_and_numba_loops_only(monkeypatch)
         with namespace["plus_one"](1) as value:
             assert value == expected, mutant
     trampoline.set_mutant_under_test(None)
+
+
+def test_mutation_report_tables_the_scores_and_lists_every_survivor():
+    entry = {"mutants": 4, "killed": 2, "timeout": 0, "survived": 2, "no tests": 0}
+    report = {
+        "updated": "2026-12-07T03:00:00+00:00",
+        "modules": {
+            "fileio.py": {
+                **entry, "equivalent": 1, "score": 2 / 3,
+                "not_killed": {
+                    "x_a__mutmut_1": {"status": "survived", "diff": "-a\n+b", "equivalent": None},
+                    "x_a__mutmut_2": {"status": "survived", "diff": "-c\n+d", "equivalent": "same"},
+                },
+            }
+        },
+    }  # fmt: skip
+    assert "| `fileio.py` | 4 | 2 | 0 | 2 | 0 | 1 | 66.7% |" in mutation.score_table(report)
+    listing = mutation.markdown(report)
+    assert "- `x_a__mutmut_1` (survived): `-a / +b`" in listing
+    assert "- `x_a__mutmut_2` (equivalent: same): `-c / +d`" in listing

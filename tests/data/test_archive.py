@@ -3,6 +3,7 @@ import os
 import re
 import tarfile
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -333,12 +334,15 @@ def test_https_urls_are_downloaded_not_looked_up_on_disk(tmp_path):
         archive.fetch_archive("https://127.0.0.1:9/a.tar.gz", WRONG_SHA, tmp_path / "cache")
 
 
-def test_downloads_make_nested_caches_and_reuse_them(http_root, tmp_path):
+def test_downloads_make_nested_caches_reuse_them_and_show_progress(http_root, tmp_path, capsys):
     root, base = http_root
     sha = make_archive(root / "tiny.tar.gz")
     cache = tmp_path / "a" / "b" / "cache"
     for _ in range(2):
         assert archive.fetch_archive(f"{base}/tiny.tar.gz", sha, cache) == cache / "tiny.tar.gz"
+    assert "100%" in capsys.readouterr().err  # pooch's progress bar
+    (root / "index.html").write_bytes((root / "tiny.tar.gz").read_bytes())  # what "/" serves
+    assert archive.fetch_archive(f"{base}/", sha, cache) == cache / "archive.tar.gz"
 
 
 def test_progress_shows_what_is_read_and_hashed(tiny_archive, capsys):
@@ -347,5 +351,47 @@ def test_progress_shows_what_is_read_and_hashed(tiny_archive, capsys):
     with archive.open_verified(path, sha):
         pass
     err = capsys.readouterr().err
-    assert f"reading {path.name}" in err and " files" in err
+    assert re.search(rf"reading {re.escape(path.name)}: \d+ files \[", err)
     assert f"sha256 {path.name}: 100%" in err and re.search(r"\d\.\d+k/\d\.\d+k \[.*B/s\]", err)
+
+
+def test_texts_of_finds_each_review_by_id_and_label_and_names_a_missing_one(tmp_path):
+    table = pd.DataFrame(
+        {"id": [0, 0, 1], "rating": [2, 9, 8], "label": [0, 1, 1], "movie": ["a", "b", "c"],
+         "text": ["bad", "good", "fine"]}
+    )  # fmt: skip
+    ids, labels = np.array([1, 0, 0]), np.array([1, 1, 0], dtype=np.int8)
+    assert archive.texts_of(table, ids, labels, tmp_path) == ["fine", "good", "bad"]
+    with pytest.raises(archive.ArchiveError) as raised:
+        archive.texts_of(table, np.array([0, 5]), np.array([0, 1]), tmp_path / "test.csv")
+    where = tmp_path / "test.csv"
+    assert str(raised.value) == f"{where}: review (id, label) (5, 1) of the split is missing"
+
+
+def test_a_path_given_as_text_names_the_archive_in_its_errors(tmp_path, monkeypatch):
+    path = tmp_path / "big.tar.gz"
+    make_archive(path, per_class=2)
+    assert len(archive.read_reviews(str(path))["train"]) == 4
+    monkeypatch.setattr(archive, "MAX_MEMBER_BYTES", 10)
+    with pytest.raises(archive.ArchiveError, match=rf"^{re.escape(str(path))}: member aclImdb/"):
+        archive.read_reviews(str(path))
+
+
+def test_a_missing_url_list_names_the_archive(tmp_path):
+    source, stripped = tmp_path / "full.tar.gz", tmp_path / "stripped.tar.gz"
+    make_archive(source, per_class=2)
+    with tarfile.open(source) as full, tarfile.open(stripped, "w:gz") as out:
+        for member in full:
+            if "urls_pos" not in member.name:
+                out.addfile(member, full.extractfile(member))
+    with pytest.raises(archive.ArchiveError, match=r"^stripped\.tar\.gz: missing aclImdb/"):
+        archive.read_reviews(stripped)
+
+
+def test_tables_keep_all_digit_codes_and_texts_as_text(tmp_path):
+    table = pd.DataFrame(
+        {"id": [1, 2], "rating": [8, 2], "label": [1, 0], "movie": ["007", "0012"],
+         "text": ["10", "3"]}
+    )  # fmt: skip
+    archive.write_tables({"train": table}, tmp_path)
+    assert archive.read_table(tmp_path, "train").equals(table)
