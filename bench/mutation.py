@@ -90,6 +90,13 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x_write_tables__mutmut_3": "'\\n' is os.linesep on Linux (it keeps Windows' files equal)",
         "x_write_tables__mutmut_6": "'\\n' is os.linesep on Linux (it keeps Windows' files equal)",
     },
+    "data/tables.py": {
+        "xǁLabelMappingǁlabels__mutmut_11": "the 0.0/1.0 floats become int64 on return",
+        "xǁLabelMappingǁlabels__mutmut_39": "the labels are int64 already (map and astype(int))",
+        "x__groups__mutmut_4": "pandas stores the column as text whatever numpy's dtype",
+        "x__groups__mutmut_7": "pandas stores the column as text whatever numpy's dtype",
+        "x__groups__mutmut_9": "pandas stores the column as text whatever numpy's dtype",
+    },
     "scoring/evaluation.py": {
         "x_classification_metrics__mutmut_2": "predictions as floats 0.0/1.0 count the same",
         "x_classification_metrics__mutmut_7": "ROC AUC needs both labels: the matrix is 2x2",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import re
 
@@ -184,4 +185,70 @@ def test_split_off_takes_whole_groups_and_names_the_empty_side():
     assert str(raised.value) == (
         "download.test_fraction = 0.01 leaves an empty test set (8 rows in 6 groups); it needs "
         "more rows or groups, or another fraction"
+    )
+
+
+def test_an_extra_set_entry_becomes_its_spec():
+    found = tables.extra_set(entry(), "k")
+    assert found == tables.ExtraSet(
+        "a", "a.csv", "0" * 64,
+        tables.TableSpec("t", "l", tables.LabelMapping(("1",), ("0",)), empty_texts="drop"),
+    )  # fmt: skip
+    stars = tables.extra_set(
+        entry(positive_labels=None, negative_labels=None, label_threshold=7, empty_texts="error"),
+        "k",
+    )
+    assert stars.spec == tables.TableSpec(
+        "t", "l", tables.LabelMapping(threshold=7.0), empty_texts="error"
+    )
+    assert [item.name for item in tables.extra_sets([entry(), entry(name="b")], "k")] == ["a", "b"]
+
+
+def test_extra_set_errors_name_the_key_exactly():
+    with pytest.raises(ParamsError) as raised:
+        tables.extra_set(entry(zeta=1, alpha=2), "k[0]")
+    assert str(raised.value) == f"k[0]: unknown key 'alpha'; known: {sorted(tables.EXTRA_SET_KEYS)}"
+    with pytest.raises(ParamsError, match=r"^k\[0\]\.text_column is required"):
+        tables.extra_set(entry(text_column=""), "k[0]")
+    with pytest.raises(ParamsError) as raised:
+        tables.extra_set(entry(negative_labels=None), "k[0]")
+    assert str(raised.value).startswith("k[0]: give positive_labels and negative_labels")
+
+
+def test_more_read_and_label_messages():
+    with pytest.raises(tables.TableError) as raised:
+        tables.read_file(io.BytesIO(b""), "t.xlsx")
+    assert str(raised.value) == (
+        "t.xlsx: cannot tell the format from the name; expected .csv, .jsonl or .parquet "
+        "(.csv.gz and .jsonl.gz too)"
+    )
+    assert tables.read_file(io.BytesIO(b"text,label\n007,1\n"), "t.csv").to_dict("list") == {
+        "text": ["007"], "label": ["1"]
+    }  # fmt: skip
+    grouped = tables.TableSpec("t", "l", WORDS, group_column="product")
+    with pytest.raises(tables.TableError, match="f: no column 'product'; the columns are: t, l"):
+        tables.labelled_table(pd.DataFrame({"t": ["x"], "l": [1]}), grouped, "f")
+    with pytest.raises(tables.TableError, match=r"^f: row 1: label 'maybe'"):
+        plain = tables.TableSpec("t", "l", WORDS)
+        tables.labelled_table(pd.DataFrame({"t": ["x"], "l": ["maybe"]}), plain, "f")
+
+
+def test_split_off_is_seeded_and_names_an_empty_training_side():
+    table = pd.DataFrame({"id": range(40), "label": [0, 1] * 20, "movie": [""] * 40})
+    first = tables.split_off(table, 0.3, 5, "k", ("training", "test"))[1]
+    again = tables.split_off(table, 0.3, 5, "k", ("training", "test"))[1]
+    assert first.id.tolist() == again.id.tolist()
+    with pytest.raises(ParamsError, match=r"^k = 1\.0 leaves an empty training set"):
+        tables.split_off(table, 1.0, 5, "k", ("training", "test"))
+
+
+def test_load_labelled_reads_the_hashed_file_and_counts_dropped_texts(tmp_path, capsys):
+    path = tmp_path / "mine.csv"
+    path.write_text("t,l\ngood,1\n ,0\nbad,0\n")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    spec = tables.TableSpec("t", "l", WORDS)
+    table, dropped = tables.load_labelled(str(path), sha.upper(), spec, tmp_path / "cache")
+    assert dropped == 1 and table["text"].tolist() == ["good", "bad"]
+    assert capsys.readouterr().out == (
+        f"{path} (expecting sha256 {sha})\n{path}: dropped 1 empty or whitespace-only texts\n"
     )

@@ -174,7 +174,7 @@ def _groups(frame: pd.DataFrame, column: str | None) -> np.ndarray:
 def check_both_labels(table: pd.DataFrame, name: str) -> None:
     """Refuse a set with one class only: nothing can be learnt or measured from it."""
     counts = table["label"].value_counts()
-    if len(table) == 0 or len(counts) < 2:
+    if len(counts) < 2:  # no rows at all: no label either
         found = {int(k): int(v) for k, v in counts.items()}
         raise TableError(
             f"{name}: needs both labels, found {found or 'no rows'} (label: row count)"
