@@ -69,6 +69,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x__problem__mutmut_7": "the bounds' errors, the only ones read, always carry a context",
         "x__read_section__mutmut_5": "utf-8 is the locale's encoding (Python's UTF-8 mode)",
         "x__read_section__mutmut_7": "'UTF-8' and 'utf-8' name one codec",
+        "x_run_stage__mutmut_7": "each stage passes its section's own model, also the default",
+        "x_run_stage__mutmut_9": "each stage passes its section's own model, also the default",
     },
     "data/archive.py": {
         "x_resolve_source__mutmut_19": "utf-8 is the locale's encoding (Python's UTF-8 mode)",

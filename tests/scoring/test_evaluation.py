@@ -246,6 +246,8 @@ def test_view_metrics_exact_with_a_probability_on_the_threshold():
     # at another threshold, 0.55 is a wrong negative, and the ECE counts it wrong too
     other = evaluation.view_metrics(np.array([1, 0]), np.array([0.55, 0.2]), 0.6)
     assert other["accuracy"] == 0.5 and other["ece"] == 0.375  # (0.55 + 0.2) / 2
+    thirds = evaluation.view_metrics(np.array([1, 0, 0]), np.array([0.9, 0.2, 0.7]), 0.5)
+    assert thirds["accuracy"] == 0.6667  # four places
 
 
 def test_accuracy_by_length_to_four_places_with_the_threshold_positive():
