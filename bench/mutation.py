@@ -91,6 +91,7 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x_write_tables__mutmut_2": "pandas writes no index for index=None either",
         "x_write_tables__mutmut_3": "'\\n' is os.linesep on Linux (it keeps Windows' files equal)",
         "x_write_tables__mutmut_6": "'\\n' is os.linesep on Linux (it keeps Windows' files equal)",
+        "x_texts_of__mutmut_11": "float labels find their int rows in the index too",
     },
     "data/tables.py": {
         "xǁLabelMappingǁlabels__mutmut_11": "the 0.0/1.0 floats become int64 on return",
@@ -98,6 +99,8 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x__groups__mutmut_4": "pandas stores the column as text whatever numpy's dtype",
         "x__groups__mutmut_7": "pandas stores the column as text whatever numpy's dtype",
         "x__groups__mutmut_9": "pandas stores the column as text whatever numpy's dtype",
+        "x_load_labelled__mutmut_10": "the sha256 is compared lower-cased wherever it is checked",
+        "x_load_labelled__mutmut_15": "the sha256 is compared lower-cased wherever it is checked",
     },
     "scoring/evaluation.py": {
         "x_classification_metrics__mutmut_2": "predictions as floats 0.0/1.0 count the same",

@@ -252,3 +252,17 @@ def test_load_labelled_reads_the_hashed_file_and_counts_dropped_texts(tmp_path, 
     assert capsys.readouterr().out == (
         f"{path} (expecting sha256 {sha})\n{path}: dropped 1 empty or whitespace-only texts\n"
     )
+
+
+def test_load_labelled_downloads_into_its_cache_and_names_the_file_in_errors(http_root, tmp_path):
+    root, base = http_root
+    (root / "mine.csv").write_text("t,l\ngood,1\nbad,0\n")
+    sha = hashlib.sha256((root / "mine.csv").read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    spec = tables.TableSpec("t", "l", WORDS)
+    table, _ = tables.load_labelled(f"{base}/mine.csv", sha, spec, cache)
+    assert table["text"].tolist() == ["good", "bad"] and (cache / "mine.csv").is_file()
+    (root / "odd.csv").write_text("t,l\ngood,maybe\n")
+    odd = hashlib.sha256((root / "odd.csv").read_bytes()).hexdigest()
+    with pytest.raises(tables.TableError, match=rf"^{re.escape(str(cache / 'odd.csv'))}: row 1"):
+        tables.load_labelled(f"{base}/odd.csv", odd, spec, cache)
