@@ -468,3 +468,13 @@ def test_mutation_report_tables_the_scores_and_lists_every_survivor():
     listing = mutation.markdown(report)
     assert "- `x_a__mutmut_1` (survived): `-a / +b`" in listing
     assert "- `x_a__mutmut_2` (equivalent: same): `-c / +d`" in listing
+
+
+def test_without_mutmuts_private_rule_the_run_keeps_mutmuts_own_rules(monkeypatch):
+    from mutmut.mutation import file_mutation
+
+    monkeypatch.delattr(file_mutation.MutationVisitor, "_skip_node_and_children")
+    arrangement = file_mutation.function_trampoline_arrangement
+    with pytest.warns(UserWarning, match="decorated functions are not mutated"):
+        mutation.widen_mutmut()
+    assert file_mutation.function_trampoline_arrangement is arrangement
