@@ -222,13 +222,15 @@ def _full_names(listing: str) -> dict[str, str]:
 def score_table(report: dict) -> str:
     """The score per module, for docs/architecture.md's tests section."""
     lines = [
-        "| module | mutants | killed | timeout | survived | no test | equivalent | score |",
-        "|---|---|---|---|---|---|---|---|",
+        "| module | mutants | killed | timeout | survived | no test | equivalent | killed of all "
+        "| score |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for module, result in report["modules"].items():
         lines.append(
             f"| `{module}` | {result['mutants']} | {result['killed']} | {result['timeout']} "
             f"| {result['survived']} | {result['no tests']} | {result['equivalent']} "
+            f"| {(result['killed'] + result['timeout']) / result['mutants']:.1%} "
             f"| {result['score']:.1%} |"
         )
     return "\n".join(lines) + "\n"

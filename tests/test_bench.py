@@ -464,7 +464,7 @@ def test_mutation_report_tables_the_scores_and_lists_every_survivor():
             }
         },
     }  # fmt: skip
-    assert "| `fileio.py` | 4 | 2 | 0 | 2 | 0 | 1 | 66.7% |" in mutation.score_table(report)
+    assert "| `fileio.py` | 4 | 2 | 0 | 2 | 0 | 1 | 50.0% | 66.7% |" in mutation.score_table(report)
     listing = mutation.markdown(report)
     assert "- `x_a__mutmut_1` (survived): `-a / +b`" in listing
     assert "- `x_a__mutmut_2` (equivalent: same): `-c / +d`" in listing
