@@ -40,3 +40,6 @@ warning  # serve: a response model's field, filled by pydantic
 # Signatures Python fixes: a signal handler's, a context manager's __exit__.
 signum  # params
 exc_info  # predict.FairLock.__exit__
+
+# Attributes a library reads: tqdm's class-wide redraw thread setting (bench/mutation.py).
+monitor_interval  # tqdm.tqdm
