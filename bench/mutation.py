@@ -48,6 +48,9 @@ MODULES = {
 # count as killed. Not measured until the tests can run in fresh processes.
 FORK_UNSAFE = {"data/text.py", "data/ngrams.py", "scoring/lstm_kernel.py"}
 SAFE_DECORATORS = {"contextmanager", "njit", "compiled"}
+# What the mirrored tests read besides the package: they import the stages, read docs, probes
+# and params. Copied into the scratch copy, and by mutmut into its own.
+TEST_INPUTS = ("tests", "stages", "docs", "data/probes.csv", "params.yaml", "dvc.yaml")
 # Surviving mutants reviewed as equivalent: no behaviour a test could observe here changes.
 # By module, then mutmut's name of the mutant (the function and its number), with the reason.
 EQUIVALENT: dict[str, dict[str, str]] = {
@@ -152,7 +155,7 @@ def mutmut_config(module: str, tests: list[str]) -> str:
         "\n[tool.mutmut]\n"
         'source_paths = ["src/"]\n'
         f"do_not_mutate = {json.dumps(others)}\n"
-        'also_copy = ["tests", "data", "stages", "docs", "params.yaml", "dvc.yaml"]\n'
+        f"also_copy = {json.dumps(sorted({Path(name).parts[0] for name in TEST_INPUTS}))}\n"
         'pytest_add_cli_args = ["-n", "0", "-p", "no:cacheprovider"]\n'
         f"pytest_add_cli_args_test_selection = {json.dumps(tests)}\n"
     )
@@ -162,11 +165,13 @@ def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    for name in ("src", "tests", "stages", "docs"):  # tests import the stages, read docs
-        shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
-    (folder / "data").mkdir()
-    for name in ("data/probes.csv", "params.yaml", "dvc.yaml"):  # read by the tests
-        shutil.copy2(REPO_ROOT / name, folder / name)
+    shutil.copytree(REPO_ROOT / "src", folder / "src", ignore=ignore)
+    for name in TEST_INPUTS:
+        if (REPO_ROOT / name).is_dir():
+            shutil.copytree(REPO_ROOT / name, folder / name, ignore=ignore)
+        else:
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO_ROOT / name, folder / name)
     pyproject = (REPO_ROOT / "pyproject.toml").read_text()
     pyproject = re.sub(r"^addopts = .*$", 'addopts = "-ra"', pyproject, flags=re.M)
     (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
@@ -189,16 +194,15 @@ def run_module(module: str, scratch: Path) -> dict:
         tail = run.stdout[-3000:]
         raise SystemExit(f"mutmut failed on {module} (exit {run.returncode}):\n{tail}")
     listing = mutmut(folder, "results", "--all", "true")
-    statuses = {
-        name.rsplit(".", 1)[-1]: status
-        for name, status in re.findall(r"^\s*(\S+): (.+)$", listing, flags=re.M)
-    }
+    # mutmut's name: the module's dotted path, then the mutant (the function and its number)
+    found = re.findall(r"^\s*((?:\S+\.)?(\S+)): (.+)$", listing, flags=re.M)
+    statuses = {short: status for _, short, status in found}
     counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
-    reviewed, full_names = EQUIVALENT.get(module, {}), _full_names(listing)
+    reviewed = EQUIVALENT.get(module, {})
     not_killed = {
-        name: {"status": status, "diff": _diff(mutmut(folder, "show", full_names[name])),
-               "equivalent": reviewed.get(name)}
-        for name, status in statuses.items() if status not in ("killed", "timeout")
+        short: {"status": status, "diff": _diff(mutmut(folder, "show", full)),
+                "equivalent": reviewed.get(short)}
+        for full, short, status in found if status not in ("killed", "timeout")
     }  # fmt: skip
     equivalent = sum(1 for entry in not_killed.values() if entry["equivalent"])
     scored = len(statuses) - equivalent - counts["skipped"]
@@ -212,11 +216,6 @@ def run_module(module: str, scratch: Path) -> dict:
         "seconds": round(seconds, 1),
         "not_killed": not_killed,
     }
-
-
-def _full_names(listing: str) -> dict[str, str]:
-    names = re.findall(r"^\s*(\S+):", listing, flags=re.M)
-    return {name.rsplit(".", 1)[-1]: name for name in names}
 
 
 def score_table(report: dict) -> str:
