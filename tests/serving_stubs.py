@@ -15,8 +15,15 @@ class BlockingPredictor:
     kernel = "stub"
     source = ModelFile(Path("stub.keras"), "0" * 64, 0)
 
-    def __init__(self, fail: BaseException | None = None, hold: bool = True) -> None:
+    def __init__(
+        self,
+        fail: BaseException | None = None,
+        hold: bool = True,
+        probabilities: dict[str, float] | None = None,
+    ) -> None:
+        """``probabilities``: P(positive) by review (0.9 for any other)."""
         self.batches: list[list[str]] = []
+        self.probabilities = probabilities or {}
         self.started, self.release = threading.Event(), threading.Event()
         self.fail = fail
         if not hold:
@@ -31,7 +38,13 @@ class BlockingPredictor:
         self.release.wait(5)
         if self.fail is not None:
             raise self.fail
-        return [Prediction(review, "positive", 0.9, 0.9, 1) for review in reviews]
+        return [self._prediction(review, threshold) for review in reviews]
+
+    def _prediction(self, review: str, threshold: float) -> Prediction:
+        positive = self.probabilities.get(review, 0.9)
+        if positive >= threshold:
+            return Prediction(review, "positive", positive, positive, 1)
+        return Prediction(review, "negative", positive, 1 - positive, 1)
 
 
 def sample(text: str, name: str, **labels: str) -> float:

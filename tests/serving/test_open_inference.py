@@ -32,9 +32,14 @@ def infer_body(data: list, **changes) -> dict:
     return {"id": "abc", "inputs": [{**tensor, **changes}]}
 
 
+# Different for each review, so an answer in the wrong order or from the wrong field shows.
+PROBABILITIES = {"good": 0.875, "fine": 0.25, "meh": 0.5}
+
+
 @pytest.fixture
 def client(stub_app):  # noqa: F811
-    with TestClient(stub_app(BlockingPredictor(hold=False), max_batch=3, max_body_bytes=4000)) as c:
+    predictor = BlockingPredictor(hold=False, probabilities=PROBABILITIES)
+    with TestClient(stub_app(predictor, max_batch=3, max_body_bytes=4000)) as c:
         wait_ready(c)
         yield c
 
@@ -48,13 +53,14 @@ def test_health_metadata_and_an_answer_in_the_protocols_shape(client):
     assert metadata["outputs"] == [
         {"name": "probability_positive", "datatype": "FP32", "shape": [-1]}
     ]
-    answer = client.post(INFER, json=infer_body(["good", "fine"]))
+    answer = client.post(INFER, json=infer_body(["fine", "meh", "good"]))
     assert answer.status_code == 200
     body = answer.json()
     assert body["id"] == "abc" and body["model_name"] == "sentiment-model"
-    assert body["outputs"] == [
-        {"name": "probability_positive", "datatype": "FP32", "shape": [2], "data": [0.9, 0.9]}
-    ]
+    assert body["outputs"] == [  # P(positive) of each review in its order, not the confidence
+        {"name": "probability_positive", "datatype": "FP32", "shape": [3],
+         "data": [0.25, 0.5, 0.875]}
+    ]  # fmt: skip
     assert client.get("/v2/models/other").json() == {"error": "unknown model 'other'"}
 
 

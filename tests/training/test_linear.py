@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.sparse
+from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from imdb_sentiment.training import linear
@@ -19,6 +20,13 @@ def test_log_count_ratio_by_hand():
     np.testing.assert_allclose(ratio, expected, rtol=1e-6)
     scaled = linear.LogCountRatio(1.0).fit(features, np.array([1, 1, 0])).transform(features)
     np.testing.assert_allclose(scaled.toarray()[0], [expected[0], 0, expected[2]], rtol=1e-6)
+
+
+def test_a_column_no_row_has_gets_no_ratio_and_stays_out_of_the_totals():
+    features = scipy.sparse.csr_matrix(np.array([[1, 0, 0], [0, 0, 1]], np.float32))
+    ratio = linear.LogCountRatio(alpha=1.0).fit(features, np.array([1, 0])).ratio_
+    # Columns 0 and 2 only: positive counts 2, 1 (total 3); negative 1, 2 (total 3).
+    np.testing.assert_allclose(ratio, [np.log(2), 0, -np.log(2)])
 
 
 def test_cleaning_is_the_pipelines():
@@ -40,6 +48,35 @@ def test_nb_model_learns_and_round_trips(tmp_path):
         linear.LinearModel.load(tmp_path / "model.pkl").probabilities(["GREAT, great!"]),
         scores[:1],
     )
+
+
+def test_a_texts_score_is_its_distinct_ngrams_weights_by_hand():
+    texts, labels = POSITIVE + NEGATIVE, np.array([1] * 4 + [0] * 4)
+    pipeline = nb_pipeline(ngram_max=2, c=10.0, alpha=1.0)
+    model = linear.LinearModel(pipeline.fit(linear.clean_texts(texts, CLEANING), labels), CLEANING)
+    vocabulary, ratio = pipeline[0].vocabulary_, pipeline[1].ratio_
+    weights, intercept = pipeline[-1].coef_[0], pipeline[-1].intercept_[0]
+    # "great" twice counts once (binary features); "unseen" and "great dull" are no features.
+    candidates = {"great", "dull", "great great", "great dull", "dull great", "unseen"}
+    ngrams = candidates & set(vocabulary)
+    assert ngrams == {"great", "dull"}
+    logit = intercept + sum(weights[vocabulary[n]] * ratio[vocabulary[n]] for n in ngrams)
+    [score] = model.probabilities(["Great great DULL unseen"])
+    assert score == pytest.approx(1 / (1 + np.exp(-logit)), abs=1e-6)
+
+
+def test_fit_nb_model_scores_each_fold_with_a_model_fitted_on_the_others():
+    texts = linear.clean_texts(POSITIVE + NEGATIVE + ["great fun", "bad fun"], CLEANING)
+    labels = np.array([1] * 4 + [0] * 4 + [1, 0])
+    pipeline, scores = linear.fit_nb_model(texts, labels, 2, c=10.0, alpha=1.0, folds=2, seed=3)
+    folds = StratifiedKFold(2, shuffle=True, random_state=3).split(labels, labels)
+    for fitted_on, held_out in folds:
+        fold = nb_pipeline(2, 10.0, 1.0).fit([texts[i] for i in fitted_on], labels[fitted_on])
+        np.testing.assert_allclose(
+            scores[held_out], fold.predict_proba([texts[i] for i in held_out])[:, 1], atol=1e-6
+        )
+    whole = nb_pipeline(2, 10.0, 1.0).fit(texts, labels).predict_proba(texts)[:, 1]
+    np.testing.assert_allclose(pipeline.predict_proba(texts)[:, 1], whole, atol=1e-6)
 
 
 def test_loading_a_missing_or_foreign_file_is_named(tmp_path):

@@ -41,10 +41,16 @@ class LogCountRatio(BaseEstimator, TransformerMixin):
         self.alpha = alpha
 
     def fit(self, features: scipy.sparse.spmatrix, labels: np.ndarray) -> LogCountRatio:
+        """Only the columns the rows have count: a column no row has (an n-gram of texts
+        held out of this fit) gets a ratio of 0 and stays out of the smoothed totals, so the
+        fit is the one of a model that never counted those texts."""
         labels = np.asarray(labels)
-        positive = self.alpha + np.asarray(features[labels == 1].sum(axis=0)).ravel()
-        negative = self.alpha + np.asarray(features[labels == 0].sum(axis=0)).ravel()
-        self.ratio_ = np.log(positive / positive.sum()) - np.log(negative / negative.sum())
+        positive = np.asarray(features[labels == 1].sum(axis=0)).ravel()
+        negative = np.asarray(features[labels == 0].sum(axis=0)).ravel()
+        present = (positive + negative) > 0
+        positive, negative = (self.alpha + counts[present] for counts in (positive, negative))
+        self.ratio_ = np.zeros(features.shape[1])
+        self.ratio_[present] = np.log(positive / positive.sum()) - np.log(negative / negative.sum())
         return self
 
     def transform(self, features: scipy.sparse.spmatrix) -> scipy.sparse.csr_matrix:
@@ -117,7 +123,8 @@ def fit_nb_model(
     P(positive). The n-grams are counted once: a fold's model learns its scaling and weights
     from its own rows (an n-gram no training row has keeps a weight of 0), so counting the
     held-out texts' n-grams too changes nothing that it learns, and saves counting them 1 +
-    ``folds`` times (time and, for 1.5 million n-grams, gigabytes)."""
+    ``folds`` times (time and, for 1.5 million n-grams, gigabytes). :class:`LogCountRatio`
+    leaves those n-grams out of its totals, so each fold's model is the one it would be alone."""
     counts = ngram_counts(ngram_max)
     features = counts.fit_transform(cleaned)
     labels = np.asarray(labels)
