@@ -1,10 +1,11 @@
 """Stage 4: score the trained model on the official 25k test set.
 
 Scores each of `extra_sets` (your own labelled files) too, under its name in eval.json.
-Every figure comes twice: for the LSTM and for the linear baseline stage's model, on the full
-test reviews and on two short views of them (each review's last sentence, its first 20 words),
-with accuracy and expected calibration error; the hand-written behaviour probes of
-data/probes.csv are scored too (reported, never used to choose).
+Every figure comes twice: for the served network and for the linear baseline stage's model,
+on the full test reviews and on two short views of them (each review's last sentence, its
+first 20 words), with accuracy and expected calibration error; the hand-written behaviour probes of
+data/probes.csv are scored too (reported, never used to choose). A network with a linear
+branch (train.linear_branch) also gets each branch scored alone (``branches``).
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
 confidently wrong test reviews and the probe results to data/evaluation/, and the served model
 as a TensorFlow SavedModel to exported/sentiment/1 (:mod:`imdb_sentiment.training.export`).
@@ -36,6 +37,7 @@ from imdb_sentiment.layout import (
     PROBES_FILE,
     RAW_DIR,
 )
+from imdb_sentiment.network.branches import branches_alone
 from imdb_sentiment.network.model_file import load_model
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.schema import EvaluateParams
@@ -103,12 +105,14 @@ def run(
     report["margin_over_linear"] = round(
         report["accuracy"] - report["linear_baseline"]["accuracy"], 4
     )
+    encoder = text.load_encoder(prepared_dir / "encoder.json")
+    if branches := branches_alone(classifier):
+        report["branches"] = _score_branches(branches, x_test, views, encoder, y_test, params)
     if extra:
         report["extra_sets"] = _score_extra_sets(extra, predictor, params, cache_dir)
     _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
-    cleaning = text.load_encoder(prepared_dir / "encoder.json").cleaning  # read once
     tokens = {
-        view: text.tokenize(batch, **cleaning).row_lengths().numpy()
+        view: text.tokenize(batch, **encoder.cleaning).row_lengths().numpy()
         for view, batch in views.items()
     }
     _write_short_text_plots(scored, y_test, tokens, params.threshold, plots_dir)
@@ -171,6 +175,25 @@ def _headline(
     }
 
 
+def _score_branches(
+    branches: dict, x_test: np.ndarray, views: dict, encoder, labels: np.ndarray, params: Params
+) -> dict[str, dict]:
+    """Each branch of the served network alone (the ablation): accuracy and ECE on the full
+    test reviews and on each short view."""
+    encoded = {"full": x_test}
+    encoded.update({name: encoder.encode(batch) for name, batch in views.items() if name != "full"})
+    scored = {}
+    for name, model in branches.items():
+        score = scorer(model, max_length=x_test.shape[1])
+        scored[name] = {
+            view: evaluation.view_metrics(
+                labels, predict_probabilities(score, ids, params.batch_size), params.threshold
+            )
+            for view, ids in encoded.items()
+        }
+    return scored
+
+
 def _print_summary(report: dict) -> None:
     linear = report["linear_baseline"]
     print(
@@ -185,6 +208,9 @@ def _print_summary(report: dict) -> None:
         )
     print(f"evaluate: probes passed {report['probes_passed']}/{report['probes_total']} "
           f"(linear {linear['probes_passed']})")  # fmt: skip
+    for name, figures in report.get("branches", {}).items():
+        alone = ", ".join(f"{view} {m['accuracy']:.4f}" for view, m in figures.items())
+        print(f"evaluate: the {name} branch alone: {alone}")
 
 
 def _score_extra_sets(

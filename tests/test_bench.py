@@ -143,6 +143,7 @@ def test_the_6_dec_reference_pins_every_key_and_turns_the_new_ones_off():
         assert set(dec_6[section]) == set(committed[section]), section
     assert dec_6["train"]["lstm_kernel"] == "hoisted" and dec_6["train"]["max_epochs"] == 2
     assert dec_6["train"]["linear_teacher_weight"] == 0 and not dec_6["train"]["calibrate"]
+    assert not dec_6["train"]["linear_branch"]
     assert dec_6["train"]["window_copies"] == 0 and dec_6["teachers"]["seeds"] == [42, 43, 44]
     assert dec_6["teacher"]["lstm_kernel"] == "hoisted" and dec_6["teacher"]["max_epochs"] == 2
     assert dec_6["train"]["seed"] == 45  # after the teachers, as when one stage trained all
@@ -282,7 +283,8 @@ def test_the_naive_reference_is_the_students_network_unbucketed_for_one_epoch_on
         if committed[section][key] != value
     }
     learns_the_labels = {("teachers", "seeds"), ("train", "linear_teacher_weight"),
-                         ("train", "window_copies"), ("train", "calibrate")}  # fmt: skip
+                         ("train", "window_copies"), ("train", "calibrate"),
+                         ("train", "linear_branch")}  # fmt: skip
     assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")} | learns_the_labels
     assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
     assert committed == committed_params()

@@ -232,6 +232,15 @@ class StudentParams(NetworkParams):
         "20 tokens, folded into the saved model's output, so the served probability is "
         "calibrated (`temperature` in metrics/train.json)"
     )
+    linear_branch: bool = Field(
+        description="serve the LSTM beside a linear branch: an NB-weighted logistic regression "
+        "over the network's own word and n-gram ids, fitted on the training labels, blended "
+        "with the LSTM by text length on the validation reviews and their first and last 20 "
+        "tokens (which calibrates the output); evaluate reports each branch alone"
+    )
+    linear_branch_C: float = Field(
+        gt=0.0, description="inverse L2 strength of the linear branch's logistic regression"
+    )
     seed: Count = Field(
         description="the student's seed of weights, dropout, batch order and windows"
     )

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from imdb_sentiment.data import archive, text
+from imdb_sentiment.data import archive, dataset, text
 from imdb_sentiment.network import model_file
 from imdb_sentiment.params import ParamsError
 from imdb_sentiment.serving.predict import Predictor
@@ -187,6 +187,28 @@ def test_short_view_figures_are_the_predictors_on_the_views(pipeline_run):
     scores = predictor.probabilities(views["first_20_words"])
     expected = evaluation.view_metrics(table["label"].to_numpy(), scores, 0.5)
     assert report["short_views"]["first_20_words"] == expected
+
+
+def test_each_branch_of_the_served_network_is_scored_alone(pipeline_run):
+    """The default network has a linear branch: evaluate reports each branch alone, as the
+    branch's own sub-network scores the encoded test reviews and their short views."""
+    from imdb_sentiment.network.branches import branches_alone
+    from imdb_sentiment.scoring import evaluation
+
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    classifier = model_file.load_model(pipeline_run / "models/classifier.keras")
+    branches = branches_alone(classifier)
+    assert set(report["branches"]) == set(branches) == {"lstm", "linear"}
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "test")
+    for name, branch in branches.items():
+        scores = branch.predict_on_batch(x)[:, 0]
+        assert report["branches"][name]["full"] == evaluation.view_metrics(y, scores, 0.5), name
+    table = archive.read_table(pipeline_run / "data/raw", "test")
+    encoder = text.load_encoder(pipeline_run / "data/prepared/encoder.json")
+    short = encoder.encode(evaluation.short_views(table["text"].tolist())["last_sentence"])
+    scores = branches["linear"].predict_on_batch(short)[:, 0]
+    expected = evaluation.view_metrics(table["label"].to_numpy(), scores, 0.5)
+    assert report["branches"]["linear"]["last_sentence"] == expected
 
 
 def test_writes_the_reliability_and_length_tables(pipeline_run):

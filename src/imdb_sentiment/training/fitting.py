@@ -25,11 +25,12 @@ import tensorflow as tf
 from dvclive import Live
 
 from imdb_sentiment.data import dataset, ngrams, text
+from imdb_sentiment.network.branches import STUDENT_LAYER, branches_alone
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError
 from imdb_sentiment.schema import NetworkParams, StudentParams
 from imdb_sentiment.scoring import calibration, evaluation
 from imdb_sentiment.scoring.inference import predict_probabilities, scorer
-from imdb_sentiment.training import multi_worker_fit
+from imdb_sentiment.training import linear_branch, multi_worker_fit
 from imdb_sentiment.training.batches import BucketedBatches
 from imdb_sentiment.training.distribute import (
     Placement,
@@ -92,6 +93,7 @@ class TrainingResult:
     validation: dict  # classification metrics of ``classifier`` on the validation split
     seconds: float
     temperature: float | None = None  # folded into the classifier's outputs (calibrate)
+    blend: dict | None = None  # the linear branch's fit and the blend's weights (linear_branch)
 
 
 def check_ngram_vocab_sizes(params: NetworkParams, section: str) -> None:
@@ -171,19 +173,52 @@ def train_student(
         placement,
         soft,
         live,
+        STUDENT_LAYER if params.linear_branch else SAVED_NAME,
     )
     x_val, y_val = validation
     temperature = None
     if params.calibrate:
         temperature = calibration.fit_temperature(member.model, *calibration_set(x_val, y_val))
         print(f"Calibrated: logits divided by a temperature of {temperature}", flush=True)
+    classifier, blend = member.model, None
+    if params.linear_branch:
+        classifier, blend = add_linear_branch(params, member.model, train, validation, vocabularies)
     seconds = time.perf_counter() - started
+    metrics = validation_metrics(classifier, validation)
+    if blend is not None:
+        blend["branches"] = {
+            name: validation_metrics(model, validation)["accuracy"]
+            for name, model in branches_alone(classifier).items()
+        }
+    return TrainingResult(classifier, member, metrics, seconds, temperature, blend)
+
+
+def validation_metrics(model: keras.Model, validation: Split) -> dict:
     # Cut at 0.5 like Keras' accuracy, so it compares with the epochs' figures
     # (evaluate.threshold belongs to the evaluate stage).
-    score = scorer(member.model, x_val.shape[1])
-    probabilities = predict_probabilities(score, x_val, SCORING_BATCH)
-    metrics = evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
-    return TrainingResult(member.model, member, metrics, seconds, temperature)
+    x_val, y_val = validation
+    probabilities = predict_probabilities(scorer(model, x_val.shape[1]), x_val, SCORING_BATCH)
+    return evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
+
+
+def add_linear_branch(
+    params: StudentParams,
+    student: keras.Model,
+    train: Split,
+    validation: Split,
+    vocabularies: Vocabularies,
+) -> tuple[keras.Model, dict]:
+    """The served network: ``student`` beside a linear branch fitted on the training reviews'
+    labels, blended by length on the validation reviews and their first and last words
+    (:mod:`imdb_sentiment.training.linear_branch`); and what was fitted."""
+    model = linear_branch.with_linear_branch(
+        student, vocabularies.words, vocabularies.ngrams, SAVED_NAME
+    )
+    x_train, labels = train
+    fit_accuracy = linear_branch.fit_linear_branch(model, x_train, labels, params.linear_branch_C)
+    weights = linear_branch.fit_blend(model, *calibration_set(*validation))
+    print(f"Linear branch fitted (training accuracy {fit_accuracy:.4f}); blend {weights}")
+    return model, {"linear_train_accuracy": round(fit_accuracy, 4), "weights": weights}
 
 
 def average_teachers(scores: Sequence[np.ndarray]) -> np.ndarray:
@@ -272,6 +307,7 @@ def train_member(
     placement: Placement | None = None,
     soft_targets: bool = False,
     live: Live | None = None,
+    model_name: str = SAVED_NAME,
 ) -> TrainedMember:
     """One classifier, trained from ``seed`` with early stopping; ``live`` (DVCLive) logs each
     epoch as it ends."""
@@ -281,7 +317,7 @@ def train_member(
     batches = BucketedBatches(*train, params.batch_size, seed, params.bucket_by_length)
     batches = batches.sharded(placement.workers, placement.index)
     with placement.strategy.scope():
-        classifier, trainer = _build(params, vocabularies, SAVED_NAME)
+        classifier, trainer = _build(params, vocabularies, model_name)
         compile_classifier(
             trainer,
             params.learning_rate,
@@ -381,4 +417,5 @@ def summary(result: TrainingResult, reviews: int) -> dict:
         "train_reviews_per_second": round(reviews * epochs_run / result.seconds, 1),
         "temperature": result.temperature,
         "student": member_summary(result.student, result.seconds),
+        **({"linear_branch": result.blend} if result.blend else {}),
     }

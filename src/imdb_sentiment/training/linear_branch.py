@@ -1,0 +1,117 @@
+"""The linear branch beside the LSTM, and the length-aware blend of the two (issue 32).
+
+The branch is a bag of the network's own ids, the word ids and each n-gram layer's ids that
+the LSTM views read, weighted by an NB-weighted logistic regression
+(:func:`imdb_sentiment.training.linear.nb_head`: binary features scaled by their log-count
+ratio, then liblinear) that scikit-learn fits on the student's training reviews and labels.
+Its weights are copied into :class:`~imdb_sentiment.network.layers.BagOfIds` layers, so the
+served network is still one Keras network that reads one tokenisation. Its errors differ
+from the LSTM's; a :class:`~imdb_sentiment.network.layers.LengthAwareBlend`, fitted on the
+validation reviews and their first and last words, weighs the two by the text's length and
+calibrates the result.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import scipy.sparse
+from sklearn.linear_model import LogisticRegression
+
+from imdb_sentiment.data.ngrams import NAMES, WordNgrams
+from imdb_sentiment.network.branches import (
+    BLEND_LAYER,
+    LINEAR_LAYER,
+    STUDENT_LAYER,
+    linear_logit,
+)
+from imdb_sentiment.network.layers import BagOfIds, LengthAwareBlend, blend_features
+from imdb_sentiment.scoring.inference import keras_scorer, predict_probabilities, scorer
+from imdb_sentiment.training import linear
+
+BLEND_C = 100.0  # five weights fitted on thousands of texts: barely regularised
+SCORING_BATCH = 256
+# blend_features' columns, by name
+BLEND_FEATURES = ("lstm", "linear", "lstm_x_length", "linear_x_length", "length")
+
+
+def id_features(
+    x: np.ndarray, layers: list[WordNgrams | None], rows: list[int]
+) -> scipy.sparse.csr_matrix:
+    """Binary bag-of-ids features of encoded reviews: one block of columns per bag (the word
+    ids for ``None``, else that n-gram layer's ids), padding (id 0) left out."""
+    row_parts, column_parts, offset = [], [], 0
+    for layer, size in zip(layers, rows, strict=True):
+        ids = x if layer is None else layer.traced()(x)
+        review, step = np.nonzero(ids)
+        row_parts.append(review)
+        column_parts.append(ids[review, step].astype(np.int64) + offset)
+        offset += size
+    review, column = np.concatenate(row_parts), np.concatenate(column_parts)
+    features = scipy.sparse.csr_matrix(
+        (np.ones(len(review), np.float32), (review, column)), shape=(len(x), offset)
+    )
+    features.sum_duplicates()
+    features.data[:] = 1.0  # binary: an id counts once per review
+    return features
+
+
+def with_linear_branch(
+    student: keras.Model,
+    word_vocab_size: int,
+    ngram_vocabularies: dict[int, np.ndarray],
+    name: str,
+) -> keras.Model:
+    """``student`` (ids -> P(positive)) beside an untrained linear branch over the same ids,
+    joined by an untrained blend: fit them with :func:`fit_linear_branch` and
+    :func:`fit_blend`."""
+    ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
+    logits = [BagOfIds(word_vocab_size, name="linear_words")(ids)]
+    for n, vocabulary in sorted(ngram_vocabularies.items()):
+        view = NAMES.get(n, f"{n}_grams")
+        ngrams = WordNgrams(vocabulary, word_vocab_size, n, name=f"linear_word_{view}")
+        logits.append(BagOfIds(ngrams.vocab_size, name=f"linear_{view}")(ngrams(ids)))
+    summed = keras.layers.Add(name=LINEAR_LAYER)(logits) if len(logits) > 1 else logits[0]
+    if len(logits) == 1:
+        summed = keras.layers.Identity(name=LINEAR_LAYER)(summed)
+    probability = LengthAwareBlend(name=BLEND_LAYER)([student(ids), summed, ids])
+    return keras.Model(ids, probability, name=name)
+
+
+def _bags(model: keras.Model) -> list[tuple[WordNgrams | None, BagOfIds]]:
+    """Each bag of the linear branch with the n-gram layer that feeds it (None: words)."""
+    bags = [layer for layer in model.layers if isinstance(layer, BagOfIds)]
+    ngrams = {layer.name: layer for layer in model.layers if isinstance(layer, WordNgrams)}
+    return [(ngrams.get(f"linear_word_{bag.name.removeprefix('linear_')}"), bag) for bag in bags]
+
+
+def fit_linear_branch(model: keras.Model, x: np.ndarray, y: np.ndarray, c: float) -> float:
+    """Fit the linear branch of ``model`` (:func:`with_linear_branch`) on encoded reviews and
+    their 0/1 labels; return its training accuracy."""
+    bags = _bags(model)
+    features = id_features(x, [g for g, _ in bags], [bag.rows for _, bag in bags])
+    head = linear.nb_head(c, alpha=1.0).fit(features, y)
+    ratio, regression = head[0].ratio_, head[-1]
+    weights = (regression.coef_[0] * ratio).astype(np.float32)
+    start = 0
+    for number, (_, bag) in enumerate(bags):
+        bias = regression.intercept_ if number == 0 else np.zeros(1)
+        bag.set_weights([weights[start : start + bag.rows], bias.astype(np.float32)])
+        start += bag.rows
+    return float(np.mean(head.predict(features) == y))
+
+
+def fit_blend(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Fit the blend of ``model`` by logistic regression on encoded texts and their labels
+    (the validation reviews and their short views); return its weights by feature."""
+    student = model.get_layer(STUDENT_LAYER)
+    lstm = predict_probabilities(scorer(student, x.shape[1]), x, SCORING_BATCH)
+    logits = predict_probabilities(keras_scorer(linear_logit(model), x.shape[1]), x, SCORING_BATCH)
+    features = blend_features(lstm[:, None], logits[:, None], x).numpy()
+    regression = LogisticRegression(C=BLEND_C, max_iter=1000).fit(features, y)
+    blend = model.get_layer(BLEND_LAYER)
+    blend.set_weights(
+        [regression.coef_[0].astype(np.float32), regression.intercept_.astype(np.float32)]
+    )
+    coefficients = zip(BLEND_FEATURES, regression.coef_[0], strict=True)
+    return {name: round(float(w), 4) for name, w in coefficients}

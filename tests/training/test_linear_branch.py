@@ -1,0 +1,131 @@
+"""The linear branch beside the LSTM and the length-aware blend
+(imdb_sentiment.training.linear_branch, the layers in imdb_sentiment.network.layers)."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from imdb_sentiment.data import dataset
+from imdb_sentiment.data.ngrams import WordNgrams
+from imdb_sentiment.network.branches import branches_alone, has_linear_branch, linear_logit
+from imdb_sentiment.network.layers import BagOfIds, LengthAwareBlend, blend_features
+from imdb_sentiment.network.model_file import load_model
+from imdb_sentiment.serving.predict import Predictor
+from imdb_sentiment.training import linear, linear_branch
+from imdb_sentiment.training.model import build_classifier
+from tests.stages.test_train import train_briefly
+
+IDS = np.array([[0, 0, 3, 5, 3, 1], [2, 2, 2, 2, 2, 2], [0, 0, 0, 0, 0, 0]], np.int32)
+
+
+def test_a_bag_sums_the_weight_of_each_distinct_id_once_and_skips_padding():
+    bag = BagOfIds(6)
+    bag.build(IDS.shape)
+    bag.set_weights([np.array([100, 1, 2, 4, 8, 16], np.float32), np.array([0.5], np.float32)])
+    # Row 1: ids 1, 3, 5 (3 twice); row 2: id 2 once; row 3: padding only, the bias.
+    np.testing.assert_array_equal(bag(IDS).numpy(), [[1 + 4 + 16 + 0.5], [2.5], [0.5]])
+
+
+def test_blend_features_by_hand():
+    p = np.array([[0.8], [0.5]], np.float32)
+    logit = np.array([[-1.5], [2.0]], np.float32)
+    ids = np.zeros((2, 60), np.int32)
+    ids[0, -55:] = 7  # 55 tokens
+    ids[1, -1] = 7  # 1 token
+    a = np.log(0.8 / 0.2)
+    f0, f1 = (np.log(55) - 4) / 2, (0 - 4) / 2
+    expected = [[a, -1.5, a * f0, -1.5 * f0, f0], [0, 2.0, 0, 2.0 * f1, f1]]
+    np.testing.assert_allclose(
+        blend_features(p, logit, ids).numpy(), expected, rtol=1e-5, atol=1e-6
+    )
+    blend = LengthAwareBlend()
+    blend.build([(2, 1), (2, 1), (2, 60)])
+    weights = np.array([1.0, 0.5, -0.25, 0.125, 2.0], np.float32)
+    blend.set_weights([weights, np.array([-0.3], np.float32)])
+    z = np.asarray(expected) @ weights - 0.3
+    np.testing.assert_allclose(
+        blend([p, logit, ids]).numpy()[:, 0], 1 / (1 + np.exp(-z)), rtol=1e-5
+    )
+
+
+def test_id_features_are_binary_blocks_of_word_then_ngram_ids():
+    pairs = WordNgrams(np.array([3 * 6 + 5]), 6, 2)  # keeps the pair (3, 5) only: id 2
+    features = linear_branch.id_features(IDS, [None, pairs], [6, pairs.vocab_size]).toarray()
+    # Row 1: words 1, 3, 5; pairs (3,5) known -> 2, (5,3) and (3,1) unknown -> 1.
+    np.testing.assert_array_equal(features[0], [0, 1, 0, 1, 0, 1] + [0, 1, 1])
+    np.testing.assert_array_equal(features[1], [0, 0, 1, 0, 0, 0] + [0, 1, 0])
+    np.testing.assert_array_equal(features[2], [0] * 9)
+
+
+def tiny_network() -> keras.Model:
+    keras.utils.set_random_seed(0)
+    student = build_classifier(6, 4, 3, 1, False, 0.0, "mean_max", name="lstm")
+    return linear_branch.with_linear_branch(student, 6, {2: np.array([3 * 6 + 5])}, "net")
+
+
+def test_the_linear_branch_gets_the_nb_weighted_regressions_logit():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 6, (200, 8)).astype(np.int32)
+    y = ((x == 3).sum(1) + rng.integers(0, 2, 200) > 2).astype(np.int64)
+    model = tiny_network()
+    accuracy = linear_branch.fit_linear_branch(model, x, y, c=1.0)
+    pairs = model.get_layer("linear_word_pairs")
+    features = linear_branch.id_features(x, [None, pairs], [6, pairs.vocab_size])
+    head = linear.nb_head(1.0, 1.0).fit(features, y)
+    np.testing.assert_allclose(
+        linear_logit(model).predict_on_batch(x)[:, 0], head.decision_function(features), atol=1e-5
+    )
+    assert accuracy == np.mean(head.predict(features) == y)
+
+
+def test_the_blend_is_a_logistic_regression_on_the_branches_and_length():
+    rng = np.random.default_rng(1)
+    x = rng.integers(0, 6, (300, 8)).astype(np.int32)
+    x[:100, :6] = 0  # short texts
+    y = ((x == 3).sum(1) >= 2).astype(np.int64)
+    model = tiny_network()
+    linear_branch.fit_linear_branch(model, x, y, c=1.0)
+    weights = linear_branch.fit_blend(model, x, y)
+    assert list(weights) == ["lstm", "linear", "lstm_x_length", "linear_x_length", "length"]
+    assert list(weights) == list(linear_branch.BLEND_FEATURES)
+    parts = branches_alone(model)
+    features = blend_features(
+        parts["lstm"].predict_on_batch(x), linear_logit(model).predict_on_batch(x), x
+    ).numpy()
+    kernel, bias = model.get_layer("blend").get_weights()
+    np.testing.assert_allclose(kernel, list(weights.values()), atol=1e-4)
+    expected = 1 / (1 + np.exp(-(features @ kernel + bias)))
+    np.testing.assert_allclose(model.predict_on_batch(x)[:, 0], expected, rtol=1e-5)
+
+
+def test_a_student_with_a_linear_branch_is_saved_served_and_reported(pipeline_run, tmp_path):
+    train_briefly(pipeline_run, tmp_path, pair_vocab_size=60, linear_branch=True)
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    assert has_linear_branch(classifier) and classifier.name == "lstm_classifier"
+    summary = json.loads((tmp_path / "t.json").read_text())
+    fitted = summary["linear_branch"]
+    assert set(fitted["branches"]) == {"lstm", "linear"}
+    assert set(fitted["weights"]) == {
+        "lstm",
+        "linear",
+        "lstm_x_length",
+        "linear_x_length",
+        "length",
+    }
+    _, x, _ = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    parts = branches_alone(classifier)
+    features = blend_features(
+        parts["lstm"].predict_on_batch(x), linear_logit(classifier).predict_on_batch(x), x
+    ).numpy()
+    kernel, bias = classifier.get_layer("blend").get_weights()
+    expected = 1 / (1 + np.exp(-(features @ kernel + bias)))
+    np.testing.assert_allclose(classifier.predict_on_batch(x)[:, 0], expected, rtol=1e-5)
+    predictor = Predictor.load(tmp_path / "models/end_to_end.keras")
+    assert predictor.probabilities(["a fine film", "dull"]).shape == (2,)
+
+
+def test_the_linear_branch_needs_a_positive_c(pipeline_run, tmp_path):
+    with pytest.raises(ValueError, match="linear_branch_C"):
+        train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_C=0.0)
