@@ -32,6 +32,25 @@ def test_keys_that_would_overflow_int64_are_refused():
         ngrams.WordNgrams(np.array([2]), WORDS, n=1)
 
 
+def test_the_key_range_ends_exactly_where_int64_does():
+    # Keys run to words**n - 1: 2**21 words make triples up to 2**63 - 1, int64's largest.
+    ngrams.ngram_keys(np.array([[2, 3, 4]]), 2**21, 3)
+    with pytest.raises(ValueError, match="2097153-word vocabulary overflow int64"):
+        ngrams.ngram_keys(np.array([[2, 3, 4]]), 2**21 + 1, 3)
+
+
+def test_ties_at_the_cut_keep_the_smallest_keys_however_many_tie():
+    # 60 pairs seen once each (more than numpy's small-array sort, which is stable anyway),
+    # and one seen twice: the cut keeps it, then the 9 smallest of the tied keys.
+    rng = np.random.default_rng(0)
+    words = rng.permutation(np.arange(2, 62))
+    ids = np.stack([words, np.roll(words, 1)], axis=1)
+    ids = np.concatenate([ids, ids[:1]])
+    keys = ids[:, 0] * 100 + ids[:, 1]  # the earlier word is the higher digit
+    kept = ngrams.build_ngram_vocabulary(ids, 100, 2 + 10, 2)
+    assert kept.tolist() == sorted([keys[0], *sorted(set(keys[1:-1]))[:9]])
+
+
 def test_vocabulary_keeps_the_most_frequent_ngrams_ties_broken_by_key():
     ids = np.array([[2, 3, 2, 3, 2, 3], [5, 4, 0, 7, 6, 0]])
     # (2,3) three times, (3,2) twice, (5,4) and (7,6) once each

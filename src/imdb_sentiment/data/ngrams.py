@@ -28,7 +28,7 @@ NAMES = {2: "pairs", 3: "triples"}  # the n-grams the pipeline builds, by n
 def _check_key_range(word_vocab_size: int, n: int) -> None:
     if n < 2:
         raise ValueError(f"an n-gram has at least 2 words, got n={n}")
-    if word_vocab_size**n >= 2**63:
+    if word_vocab_size**n > 2**63:  # keys run to word_vocab_size**n - 1
         raise ValueError(f"{n}-grams of a {word_vocab_size}-word vocabulary overflow int64 keys")
 
 
