@@ -49,7 +49,11 @@ MODULES = {
 # (its `process_isolation` setting) forks each mutant's process from a server that has
 # imported nothing of the tests, so each one loads TensorFlow afresh (a few seconds a mutant).
 TENSORFLOW_TESTS = {"data/text.py", "data/ngrams.py", "scoring/lstm_kernel.py"}
-FORK_SERVER = 'process_isolation = "forkserver"\nforkserver_warmup = "none"\n'
+# Each of their mutants loads TensorFlow afresh, ~10-20 CPU seconds that mutmut's time limit
+# (30 x (the tests' own time + timeout_constant) CPU seconds) must not count against it.
+FORK_SERVER = (
+    'process_isolation = "forkserver"\nforkserver_warmup = "none"\ntimeout_constant = 10\n'
+)
 SAFE_DECORATORS = {"contextmanager", "njit", "compiled"}
 # What the mirrored tests read besides the package: they import the stages, read docs, probes
 # and params. Copied into the scratch copy, and by mutmut into its own.

@@ -188,3 +188,37 @@ def test_the_kernel_pools_and_classifies_with_the_networks_own_layers(monkeypatc
     ids = id_rows()
     expected = classifier(ids, training=False).numpy().reshape(-1)
     np.testing.assert_allclose(score(ids), expected, atol=1e-5)
+
+
+def blended_network() -> keras.Model:
+    """A two-view network beside a linear branch, every weight random and large."""
+    from imdb_sentiment.training import linear_branch
+
+    keras.utils.set_random_seed(3)
+    pairs = np.sort(np.random.default_rng(4).choice(VOCAB**2, 200, replace=False))
+    student, _ = model.build_multi_view(
+        VOCAB, {2: pairs}, name="lstm", embedding_dim=8, lstm_units=6, lstm_layers=1,
+        bidirectional=False, dropout=0.0, pooling="mean_max",
+    )  # fmt: skip
+    network = linear_branch.with_linear_branch(student, VOCAB, {2: pairs}, "net")
+    rng = np.random.default_rng(5)
+    network.set_weights(
+        [rng.normal(0, 1.0, w.shape).astype("float32") for w in network.get_weights()]
+    )
+    return network
+
+
+def test_the_kernel_runs_the_lstms_of_a_network_with_a_linear_branch_and_its_own_blend() -> None:
+    network = blended_network()
+    described = model_file.network_description(network)
+    assert described["blend"] == "lstm" and len(described["members"][0]["views"]) == 2
+    ids = id_rows()
+    expected = network(ids, training=False).numpy().reshape(-1)
+    score = lstm_kernel.compile_lstm_scorer(network, architecture=described)
+    np.testing.assert_allclose(score(ids), expected, atol=1e-5)
+    lstm_alone = network.get_layer("lstm")(ids, training=False).numpy().reshape(-1)
+    assert np.abs(expected - lstm_alone).max() > 0.01  # the blend changes the answer
+    # A description naming a blend of a network without one leaves it to Keras.
+    plain = random_classifier("mean_max")
+    misfit = {**model_file.network_description(plain), "blend": "lstm"}
+    assert lstm_kernel.compile_lstm_scorer(plain, architecture=misfit) is None

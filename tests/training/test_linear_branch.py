@@ -123,6 +123,7 @@ def test_a_student_with_a_linear_branch_is_saved_served_and_reported(pipeline_ru
     expected = 1 / (1 + np.exp(-(features @ kernel + bias)))
     np.testing.assert_allclose(classifier.predict_on_batch(x)[:, 0], expected, rtol=1e-5)
     predictor = Predictor.load(tmp_path / "models/end_to_end.keras")
+    assert predictor.kernel == "numba"  # the LSTMs on the kernel, then the network's own blend
     assert predictor.probabilities(["a fine film", "dull"]).shape == (2,)
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import keras
 
 from imdb_sentiment.data.ngrams import WordNgrams
+from imdb_sentiment.network.branches import STUDENT_LAYER, has_linear_branch
 from imdb_sentiment.network.layers import MaskedPooling1D
 
 POOLINGS = ("last", "max", "mean_max")  # how a classifier pools its LSTM's outputs
@@ -28,12 +29,16 @@ def network_description(classifier: keras.Model) -> dict | None:
     ``Average`` of networks), each member's views
     (:func:`~imdb_sentiment.training.model.build_multi_view`: words, then one branch per n-gram
     layer) by layer name, and each view's sizes and pooling; None for any
-    other nesting.
+    other nesting. A network with a linear branch is described by its LSTM network, with
+    ``"blend"`` naming that network's layer.
 
     Read from ``get_config()``, the public form in which Keras saves a functional model, not
     from Keras' private graph. :func:`save_model` stores it beside the weights, and the
     serving kernel runs a loaded model from the stored copy.
     """
+    if has_linear_branch(classifier):  # the LSTM network's description, and where it sits
+        inner = network_description(classifier.get_layer(STUDENT_LAYER))
+        return None if inner is None else {**inner, "blend": STUDENT_LAYER}
     members = _member_names(classifier)
     if members is None:
         return None

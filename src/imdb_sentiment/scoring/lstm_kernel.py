@@ -13,7 +13,9 @@ trained weights, three ways cheaper:
 
 Everything after the LSTM (pooling, the output layer) runs as the network's own Keras layers,
 so pooling has one implementation. It agrees with Keras to float32 rounding (tests compare the
-two on every pooling), and runs ensembles of such classifiers member by member. Other
+two on every pooling), and runs ensembles of such classifiers member by member. A network with
+a linear branch (:mod:`imdb_sentiment.training.linear_branch`) runs its LSTM network here and
+its linear branch and blend as its own Keras layers. Other
 architectures (stacked or bidirectional layers) return ``None`` from
 :func:`compile_lstm_scorer` and are scored by Keras.
 """
@@ -30,6 +32,7 @@ import tensorflow as tf
 
 from imdb_sentiment.data.ngrams import WordNgrams
 from imdb_sentiment.data.text import PAD_ID
+from imdb_sentiment.network.branches import BLEND_LAYER, has_linear_branch, linear_logit
 from imdb_sentiment.network.layers import MaskedPooling1D
 from imdb_sentiment.network.model_file import branch_pooling, network_description, resolve_views
 from imdb_sentiment.numba_math import JIT, compiled, sigmoid, tanh
@@ -170,9 +173,10 @@ def compile_lstm_scorer(
     describes the model now. A description that does not fit the model (a layer it names is
     missing, or of other sizes) leaves the model to Keras.
     """
-    architecture = architecture or network_description(classifier)
+    architecture = architecture or network_description(classifier) or {}
     try:
-        members = [_kernel_branches(classifier, m) for m in (architecture or {}).get("members", [])]
+        lstm_network, blend = _lstm_network(classifier, architecture)
+        members = [_kernel_branches(lstm_network, m) for m in architecture.get("members", [])]
     except (KeyError, TypeError, ValueError):
         return None
     if not members or any(branches is None for branches in members):
@@ -202,9 +206,34 @@ def compile_lstm_scorer(
         run_all = _MEMBER_THREADS.map if small and len(branches) > 1 else map
         probabilities = np.array(list(run_all(branch_probability, branches)))
         per_member = [probabilities[member_of_branch == m].mean(0) for m in range(len(members))]
-        return np.mean(per_member, axis=0).astype(np.float32)
+        lstm = np.mean(per_member, axis=0).astype(np.float32)
+        return lstm if blend is None else blend(ids, lstm)
 
     return score
+
+
+def _lstm_network(
+    classifier: keras.Model, architecture: dict
+) -> tuple[keras.Model, Callable | None]:
+    """The network the kernel runs the LSTMs of, and for a network with a linear branch
+    (``architecture["blend"]``), its linear branch and blend as the network's own layers,
+    traced once: (word ids, the LSTM's P(positive)) -> P(positive)."""
+    if not architecture.get("blend"):
+        return classifier, None
+    if not has_linear_branch(classifier):
+        raise ValueError("the description names a blend the model does not have")
+    linear, blend = linear_logit(classifier), classifier.get_layer(BLEND_LAYER)
+    signature = [tf.TensorSpec([None, None], tf.int32), tf.TensorSpec([None], tf.float32)]
+
+    @tf.function(input_signature=signature)
+    def blended(ids: tf.Tensor, lstm: tf.Tensor) -> tf.Tensor:
+        return tf.reshape(blend([lstm[:, None], linear(ids), ids]), [-1])
+
+    def run(ids: np.ndarray, lstm: np.ndarray) -> np.ndarray:
+        return blended(ids, lstm).numpy()
+
+    run(np.ones((1, 1), np.int32), np.full(1, 0.5, np.float32))  # traced now, not on a request
+    return classifier.get_layer(architecture["blend"]), run
 
 
 class KernelMismatch(ValueError):
