@@ -480,3 +480,29 @@ def test_without_mutmuts_private_rule_the_run_keeps_mutmuts_own_rules(monkeypatc
     with pytest.warns(UserWarning, match="decorated functions are not mutated"):
         mutation.widen_mutmut()
     assert file_mutation.function_trampoline_arrangement is arrangement
+
+
+def test_blend_forms_scores_each_review_by_a_blend_fitted_on_the_other_folds():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench import blend_forms
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 20)
+    features = {
+        v: rng.normal(y[:, None] * (i + 1), 1.0, (40, 2)) for i, v in enumerate(blend_forms.VIEWS)
+    }
+    scored = blend_forms.cross_fitted(features, y)
+    fitted_on, held_out = next(StratifiedKFold(5, shuffle=True, random_state=0).split(y, y))
+    regression = LogisticRegression(C=blend_forms.linear_branch.BLEND_C, max_iter=1000).fit(
+        np.concatenate([features[v][fitted_on] for v in blend_forms.VIEWS]),
+        np.tile(y[fitted_on], len(blend_forms.VIEWS)),
+    )
+    for view in blend_forms.VIEWS:
+        expected = regression.predict_proba(features[view][held_out])[:, 1]
+        np.testing.assert_allclose(scored[view][held_out], expected, rtol=1e-6)
+    # Positives at 0.9 (right, 0.1 under-confident), negatives at 0.6 (wrong, 0.6 over).
+    scores = np.where(y == 1, 0.9, 0.6)
+    table = blend_forms.table({"m": {v: scores for v in blend_forms.VIEWS}}, y)
+    assert "| m | 0.5000 / 0.350 | 0.5000 / 0.350 | 0.5000 / 0.350 |" in table

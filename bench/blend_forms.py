@@ -1,0 +1,145 @@
+"""Round 18: which linear model to put beside the LSTM, and how to blend the two (validation only).
+
+    python bench/blend_forms.py --project /path/to/a/repro > bench/rounds/round18/blends.md
+
+Reads a project after `dvc repro` (data/raw, data/prepared, data/linear_baseline/model.pkl and
+models/classifier.keras; with a linear branch, only its LSTM network is used). On the 1,250
+validation reviews and their two short views (last sentence, first 20 words, as evaluate
+defines them on the test set) it scores: the LSTM; the linear baseline stage's model (words of
+the cleaned text); the same NB-weighted regression over the network's own ids (its words and
+the N most frequent pairs of its ids, for several N); and blends of the LSTM with the latter:
+a plain average of logits, and logistic regressions on [both logits] or on
+:func:`~imdb_sentiment.network.layers.blend_features` (length-aware), each fitted on 4/5 of the
+validation reviews with their short views and scored on the other fifth (5 folds by review).
+Prints a markdown table: accuracy / ECE on each view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))
+
+from imdb_sentiment.data import archive, dataset, ngrams, text  # noqa: E402
+from imdb_sentiment.network.branches import STUDENT_LAYER, has_linear_branch  # noqa: E402
+from imdb_sentiment.network.layers import blend_features  # noqa: E402
+from imdb_sentiment.network.model_file import load_model  # noqa: E402
+from imdb_sentiment.scoring import evaluation  # noqa: E402
+from imdb_sentiment.scoring.inference import predict_probabilities, scorer  # noqa: E402
+from imdb_sentiment.training import linear, linear_branch  # noqa: E402
+
+VIEWS = ("full", "last_sentence", "first_20_words")
+PAIR_VOCABULARIES = (50_000, 200_000, 1_000_000)
+FOLDS = 5
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p) - np.log1p(-p)
+
+
+def validation_views(
+    project: Path,
+) -> tuple[dict[str, list[str]], dict[str, np.ndarray], np.ndarray]:
+    """The validation texts and their encoded ids by view, and the labels."""
+    ids, x, y = dataset.load_arrays(project / "data/prepared", "validation")
+    table = archive.read_table(project / "data/raw", "train")
+    reviews = list(archive.texts_of(table, ids, y, project / "data/raw/train.csv"))
+    texts = {"full": reviews, **evaluation.short_views(reviews)}
+    encoder = text.load_encoder(project / "data/prepared/encoder.json")
+    encoded = {"full": x, **{v: encoder.encode(texts[v]) for v in VIEWS[1:]}}
+    return texts, encoded, y
+
+
+def id_regressions(project: Path, encoded: dict[str, np.ndarray], words: int) -> dict[str, dict]:
+    """P(positive) by view of the NB-weighted regression over word ids and N pair ids."""
+    _, x_train, y_train = dataset.load_arrays(project / "data/prepared", "train")
+    scored = {}
+    for size in PAIR_VOCABULARIES:
+        pairs = ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
+        layers, rows = [None, pairs], [words, pairs.vocab_size]
+        head = linear.nb_head(0.1, 1.0).fit(
+            linear_branch.id_features(x_train, layers, rows), y_train
+        )
+        scored[f"NB LR over ids, {size:,} pairs"] = {
+            view: head.predict_proba(linear_branch.id_features(ids, layers, rows))[:, 1]
+            for view, ids in encoded.items()
+        }
+    return scored
+
+
+def cross_fitted(features: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
+    """A logistic regression on all views' rows, fitted per fold of reviews, scoring the
+    held-out reviews' rows of every view."""
+    stacked = np.concatenate([features[v] for v in VIEWS])
+    review = np.tile(np.arange(len(y)), len(VIEWS))
+    scores = np.empty(len(stacked))
+    for fitted_on, _ in StratifiedKFold(FOLDS, shuffle=True, random_state=0).split(y, y):
+        seen = np.isin(review, fitted_on)
+        regression = LogisticRegression(C=linear_branch.BLEND_C, max_iter=1000)
+        regression.fit(stacked[seen], np.tile(y, len(VIEWS))[seen])
+        scores[~seen] = regression.predict_proba(stacked[~seen])[:, 1]
+    return dict(zip(VIEWS, np.split(scores, len(VIEWS)), strict=True))
+
+
+def blends(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict[str, dict]:
+    rows = {}
+    for weight in (0.4, 0.5, 0.6):
+        rows[f"average of logits, linear weight {weight}"] = {
+            v: 1 / (1 + np.exp(-((1 - weight) * logit(lstm[v]) + weight * logit(ids_model[v]))))
+            for v in VIEWS
+        }
+    pair = {v: np.c_[logit(lstm[v]), logit(ids_model[v])] for v in VIEWS}
+    rows["logistic regression on both logits"] = cross_fitted(pair, y)
+    length_aware = {
+        v: blend_features(lstm[v][:, None], logit(ids_model[v])[:, None], encoded[v]).numpy()
+        for v in VIEWS
+    }
+    rows["**length-aware blend (adopted)**"] = cross_fitted(length_aware, y)
+    return rows
+
+
+def table(rows: dict[str, dict], y: np.ndarray) -> str:
+    lines = ["| model | full | last sentence | first 20 words |", "|---|---|---|---|"]
+    for name, scores in rows.items():
+        cells = [
+            f"{np.mean((scores[v] >= 0.5) == y):.4f} / "
+            f"{evaluation.expected_calibration_error(y, scores[v], 0.5):.3f}"
+            for v in VIEWS
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--project", type=Path, default=REPO_ROOT)
+    project = parser.parse_args().project
+    texts, encoded, y = validation_views(project)
+    network = load_model(project / "models/classifier.keras")
+    student = network.get_layer(STUDENT_LAYER) if has_linear_branch(network) else network
+    score = scorer(student, encoded["full"].shape[1])
+    rows = {"the LSTM (student)": {v: predict_probabilities(score, encoded[v], 256) for v in VIEWS}}
+    baseline = linear.LinearModel.load(project / "data/linear_baseline/model.pkl")
+    rows["linear_baseline stage (words of the text)"] = {
+        v: baseline.probabilities(texts[v]) for v in VIEWS
+    }
+    words = text.load_encoder(project / "data/prepared/encoder.json").vocab_size
+    regressions = id_regressions(project, encoded, words)
+    rows.update(regressions)
+    ids_model = regressions[f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs"]
+    rows.update(blends(rows["the LSTM (student)"], ids_model, encoded, y))
+    print("Accuracy / ECE (15 bins) on the 1,250 validation reviews and their short views.\n")
+    print(table(rows, y), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
