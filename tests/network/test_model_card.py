@@ -77,3 +77,7 @@ def test_describe_architecture_of_other_networks():
         "bidirectional LSTM (2 x 64 units) over words"
     )
     assert model_card.describe_architecture({"teachers": {"seeds": [1]}}) is None
+    blended = {"train": {"lstm_units": 64, "linear_branch": True}}
+    assert model_card.describe_architecture(blended) == (
+        "one-direction LSTM (1 x 64 units) over words, beside a linear branch over the same ids"
+    )

@@ -69,7 +69,11 @@ def describe_architecture(params: dict[str, dict]) -> str | None:
         f"over {' and '.join(views)}"
     )
     teachers = len((params.get("teachers") or {}).get("seeds") or [])
-    return f"{line}, distilled from {teachers} teachers" if teachers else line
+    if teachers:
+        line = f"{line}, distilled from {teachers} teachers"
+    if train.get("linear_branch"):
+        line = f"{line}, beside a linear branch over the same ids"
+    return line
 
 
 def read_card(model_path: Path, sha256: str, size: int) -> dict:
