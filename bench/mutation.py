@@ -137,6 +137,16 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "x_accuracy_by_length__mutmut_22": "the rows are sorted by (model, bucket) afterwards",
         "x_probe_results__mutmut_14": "float predictions compare with the expected 0/1 the same",
     },
+    "data/text.py": {
+        "xǁTextEncoderǁcall__mutmut_17": "PAD_ID is 0, which to_tensor pads with by default",
+        "xǁTextEncoderǁcall__mutmut_19": "PAD_ID is 0, which to_tensor pads with by default",
+        "xǁTextEncoderǁencode__mutmut_1": "the chunk size changes memory use, not the ids",
+        "x_tokenize__mutmut_7": "a tensor of Python strings is tf.string anyway",
+        "x_tokenize__mutmut_9": "a tensor of Python strings is tf.string anyway",
+        "x__as_str__mutmut_5": "'UTF-8' and 'utf-8' name one codec",
+        "x_load_encoder__mutmut_2": "utf-8 is the locale's encoding (Python's UTF-8 mode)",
+        "x_load_encoder__mutmut_5": "'UTF-8' and 'utf-8' name one codec",
+    },
     "data/ngrams.py": {
         "x_ngram_keys__mutmut_24": "padding added at the end is cut off by the slice after it",
         "x_build_ngram_vocabulary__mutmut_13": "a complete n-gram's key is at least 1 + words",

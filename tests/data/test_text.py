@@ -28,6 +28,20 @@ def test_vocabulary_ranks_by_count_then_alphabet():
     assert vocabulary == ["b", "c", "a"]
 
 
+def test_ties_go_by_alphabet_not_by_first_sight_and_str_tokens_count_too():
+    seen = [["d", "c", "c", "d", "b", "a"]]  # d and c twice, first seen d; b and a once
+    assert text.build_vocabulary(seen, size=6) == ["c", "d", "a", "b"]
+    assert text.build_vocabulary(seen, size=3) == ["c"]
+    assert text.build_vocabulary(seen, size=text.RESERVED_IDS) == []
+
+
+def test_encoding_no_texts_gives_no_rows_of_the_right_width_and_type():
+    encoder = text.TextEncoder(["a"], 7, **CLEANING)
+    empty = encoder.encode([])
+    assert empty.shape == (0, 7) and empty.dtype == np.int32
+    assert encoder.compute_output_shape((5, 1)) == (5, 7)  # the batch stays the batch
+
+
 @pytest.mark.parametrize(
     ("padding", "truncating", "expected"),
     [
