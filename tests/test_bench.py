@@ -506,3 +506,26 @@ def test_blend_forms_scores_each_review_by_a_blend_fitted_on_the_other_folds():
     scores = np.where(y == 1, 0.9, 0.6)
     table = blend_forms.table({"m": {v: scores for v in blend_forms.VIEWS}}, y)
     assert "| m | 0.5000 / 0.350 | 0.5000 / 0.350 | 0.5000 / 0.350 |" in table
+
+
+def test_a_review_marks_the_listed_survivors_equivalent_and_scores_the_rest(monkeypatch):
+    monkeypatch.setitem(mutation.EQUIVALENT, "m.py", {"x_b__mutmut_2": "same output"})
+    monkeypatch.setitem(mutation.TESTED_SINCE, "m.py", {"x_a__mutmut_1": "test_a"})
+    result = {
+        "mutants": 10, "killed": 6, "timeout": 1, "survived": 3, "skipped": 0,
+        "not_killed": {name: {"status": "survived", "diff": "-a\n+b"} for name in
+                       ("x_a__mutmut_1", "x_b__mutmut_2", "x_c__mutmut_3")},
+    }  # fmt: skip
+    reviewed = mutation.apply_review("m.py", result)
+    assert reviewed["equivalent"] == 1 and reviewed["score"] == round(7 / 9, 4)
+    assert reviewed["not_killed"]["x_b__mutmut_2"]["equivalent"] == "same output"
+    listing = mutation.markdown({"modules": {"m.py": reviewed}})
+    assert "- `x_a__mutmut_1` (survived; killed since by `test_a`): `-a / +b`" in listing
+    assert "- `x_c__mutmut_3` (survived): `-a / +b`" in listing
+
+
+def test_modules_whose_tests_run_tensorflow_get_mutmuts_fork_server():
+    forked = mutation.mutmut_config("data/text.py", ["tests/data/test_text.py"])
+    assert 'process_isolation = "forkserver"' in forked and "timeout_constant = 10" in forked
+    assert "forkserver" not in mutation.mutmut_config("fileio.py", ["tests/test_fileio.py"])
+    assert set(mutation.TENSORFLOW_TESTS) <= set(mutation.MODULES)
