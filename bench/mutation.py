@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import re
 import shutil
 import subprocess
@@ -235,13 +236,30 @@ def prepare_scratch(folder: Path, module: str, tests: list[str]) -> None:
     (folder / "pyproject.toml").write_text(pyproject + mutmut_config(module, tests))
 
 
-def run_module(module: str, scratch: Path) -> dict:
+def mutant_names(module: str) -> list[str]:
+    """mutmut's full name of every mutant of ``module`` (under these widened rules), without
+    running anything: for drawing a sample."""
+    from mutmut.mutation import file_mutation
+
+    widen_mutmut()
+    path = REPO_ROOT / "src" / "imdb_sentiment" / module
+    mutated = file_mutation.mutate_file_contents(str(path), path.read_text())
+    dotted = "imdb_sentiment." + module.removesuffix(".py").replace("/", ".")
+    return [f"{dotted}.{name}" for name in mutated.mutant_names]
+
+
+def run_module(module: str, scratch: Path, sample: int = 0, seed: int = 0) -> dict:
+    """``sample`` > 0: only that many mutants, drawn at random (seeded) from all of them."""
     folder = scratch / module.replace("/", "_").removesuffix(".py")
     prepare_scratch(folder, module, MODULES[module])
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    chosen: list[str] = []
+    if sample:
+        every = mutant_names(module)
+        chosen = sorted(random.Random(seed).sample(every, min(sample, len(every))))
     started = time.perf_counter()
     run = subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "--inside"],
+        [sys.executable, str(Path(__file__).resolve()), "--inside", *chosen],
         cwd=folder,
         env=env,
         capture_output=True,
@@ -254,6 +272,8 @@ def run_module(module: str, scratch: Path) -> dict:
     listing = mutmut(folder, "results", "--all", "true")
     # mutmut's name: the module's dotted path, then the mutant (the function and its number)
     found = re.findall(r"^\s*((?:\S+\.)?(\S+)): (.+)$", listing, flags=re.M)
+    if chosen:
+        found = [entry for entry in found if entry[0] in set(chosen)]
     statuses = {short: status for _, short, status in found}
     counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
     not_killed = {
@@ -268,6 +288,8 @@ def run_module(module: str, scratch: Path) -> dict:
         "seconds": round(seconds, 1),
         "not_killed": not_killed,
     }
+    if chosen:
+        result["sample_of"] = len(every)
     return apply_review(module, result)
 
 
@@ -293,12 +315,17 @@ def score_table(report: dict) -> str:
     ]
     for module, result in report["modules"].items():
         lines.append(
-            f"| `{module}` | {result['mutants']} | {result['killed']} | {result['timeout']} "
+            f"| `{module}` | {result['mutants']}{_sampled(result)} | {result['killed']} "
+            f"| {result['timeout']} "
             f"| {result['survived']} | {result['no tests']} | {result['equivalent']} "
             f"| {(result['killed'] + result['timeout']) / result['mutants']:.1%} "
             f"| {result['score']:.1%} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _sampled(result: dict) -> str:
+    return f" (a sample of {result['sample_of']})" if "sample_of" in result else ""
 
 
 def markdown(report: dict) -> str:
@@ -413,9 +440,11 @@ def main() -> int:
     parser.add_argument(
         "--review", action="store_true", help="apply EQUIVALENT to the recorded survivors"
     )
-    parser.add_argument("--inside", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--sample", type=int, default=0, help="only this many random mutants")
+    parser.add_argument("--seed", type=int, default=0, help="of the sample")
+    parser.add_argument("--inside", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.inside:  # in the scratch copy, run by run_module
+    if args.inside is not None:  # in the scratch copy, run by run_module (mutant names)
         import threading
 
         import tqdm
@@ -428,7 +457,7 @@ def main() -> int:
         tqdm.tqdm.monitor_interval = 0
         tqdm.tqdm.set_lock(threading.RLock())
         widen_mutmut()
-        cli(["run"], standalone_mode=True)
+        cli(["run", *args.inside], standalone_mode=True)
         return 0
     report = json.loads(args.out.read_text()) if args.out.exists() else {"modules": {}}
     if args.review:
@@ -441,7 +470,7 @@ def main() -> int:
         return 0
     for module in args.module or MODULES:
         print(f"mutating {module} ...", flush=True)
-        result = run_module(module, args.scratch)
+        result = run_module(module, args.scratch, args.sample, args.seed)
         report["modules"][module] = result
         report["updated"] = datetime.now(UTC).isoformat(timespec="seconds")
         args.out.write_text(json.dumps(report, indent=1) + "\n")  # after each: a long run

@@ -4,6 +4,7 @@ wrk load generator against the tiny model."""
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -529,3 +530,13 @@ def test_modules_whose_tests_run_tensorflow_get_mutmuts_fork_server():
     assert 'process_isolation = "forkserver"' in forked and "timeout_constant = 10" in forked
     assert "forkserver" not in mutation.mutmut_config("fileio.py", ["tests/test_fileio.py"])
     assert set(mutation.TENSORFLOW_TESTS) <= set(mutation.MODULES)
+
+
+def test_a_sample_is_drawn_from_mutmuts_own_names_and_tabled_as_one():
+    names = mutation.mutant_names("params.py")
+    assert len(names) == len(set(names)) > 100
+    assert all(re.fullmatch(r"imdb_sentiment\.params\.x\w*__mutmut_\d+", n) for n in names)
+    entry = {"mutants": 4, "killed": 3, "timeout": 0, "survived": 1, "no tests": 0,
+             "equivalent": 0, "score": 0.75, "sample_of": 455, "not_killed": {}}  # fmt: skip
+    table = mutation.score_table({"modules": {"scoring/lstm_kernel.py": entry}})
+    assert "| `scoring/lstm_kernel.py` | 4 (a sample of 455) | 3 | 0 | 1 |" in table
