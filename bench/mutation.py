@@ -164,6 +164,10 @@ EQUIVALENT: dict[str, dict[str, str]] = {
         "xǁWordNgramsǁtraced__mutmut_13": "its callers pass int32 ids already",
         "xǁWordNgramsǁtraced__mutmut_15": "its callers pass int32 ids already",
     },
+    "scoring/lstm_kernel.py": {
+        "x_lstm_weights__mutmut_69": "units only narrows the traced signature; states fit both",
+        "x_compile_lstm_scorer__mutmut_87": "branches on threads or in turn: the same answers",
+    },
     "data/dataset.py": {
         "x_shortest_first__mutmut_11": "numpy reads the sort kind without regard to case",
         "x_random_windows__mutmut_19": "integers(high) draws the same numbers as integers(0, high)",
@@ -177,12 +181,17 @@ EQUIVALENT: dict[str, dict[str, str]] = {
 # mutant by hand): the score stays the run's until the module is measured again.
 EMPTY_TEXTS_TEST = "test_encoding_no_texts_gives_no_rows_of_the_right_width_and_type"
 VOCABULARY_TEST = "test_ties_go_by_alphabet_not_by_first_sight_and_str_tokens_count_too"
+FLOAT32_TEST = "test_the_kernel_keeps_float32_from_its_states_to_its_answer"
 TESTED_SINCE: dict[str, dict[str, str]] = {
     "data/ngrams.py": {
         "x__check_key_range__mutmut_5": "test_the_key_range_ends_exactly_where_int64_does",
         "x__check_key_range__mutmut_8": "test_the_key_range_ends_exactly_where_int64_does",
         "x_build_ngram_vocabulary__mutmut_18": "test_ties_at_the_cut_keep_the_smallest_keys_...",
         "x_build_ngram_vocabulary__mutmut_20": "test_ties_at_the_cut_keep_the_smallest_keys_...",
+    },
+    "scoring/lstm_kernel.py": {
+        "x__states_parallel__mutmut_3": FLOAT32_TEST,
+        "x_compile_lstm_scorer__mutmut_101": FLOAT32_TEST,
     },
     "data/text.py": {
         "xǁTextEncoderǁcompute_output_shape__mutmut_1": EMPTY_TEXTS_TEST,

@@ -17,10 +17,13 @@ def average_of(members: list[keras.Model]) -> keras.Model:
 
 def views_of(network: keras.Model) -> model_file.Views | None:
     """[(None, words branch), (n-gram layer, its branch), ...] of a one-member multi-view
-    network; None for a network without n-gram views or with other nestings."""
+    network (or of the LSTM network beside a linear branch); None for a network without n-gram
+    views or with other nestings."""
     described = model_file.network_description(network)
     if described is None or len(described["members"]) != 1:
         return None
+    if described.get("blend"):
+        network = network.get_layer(described["blend"])
     member = described["members"][0]
     if [view["ngrams"] for view in member["views"]] == [None]:
         return None

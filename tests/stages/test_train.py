@@ -24,10 +24,14 @@ def train_briefly(pipeline_run, out, seeds=(), **overrides) -> dict:
     """Train a student on the tiny pipeline's prepared data into ``out`` (models/, t.json,
     live/), learning from the pipeline's teachers of ``seeds`` (none: the labels).
 
-    One epoch of the words-only network unless ``overrides`` says otherwise: the word-pairs
-    view doubles each model's build and tracing time, and only the views' own tests need it.
+    One epoch of the words-only network, no linear branch, unless ``overrides`` says otherwise:
+    the word-pairs view doubles each model's build and tracing time, and only the views' and the
+    linear branch's own tests need them.
     """
-    values = {**train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0, **overrides}
+    values = {
+        **train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0,
+        "linear_branch": False, **overrides,
+    }  # fmt: skip
     return train.run(
         train.Params(**values),
         list(seeds),

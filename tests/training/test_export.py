@@ -55,7 +55,7 @@ def test_the_saved_model_matches_the_predictor_in_a_process_that_never_imports_t
 
 
 def test_saved_files_name_no_training_only_code(pipeline_run):
-    saved_layers = ("TextEncoder", "WordNgrams", "MaskedPooling1D")
+    saved_layers = ("TextEncoder", "WordNgrams", "MaskedPooling1D", "BagOfIds", "LengthAwareBlend")
     allowed = {f"imdb_sentiment>{name}" for name in saved_layers}
     for name in (export.CLASSIFIER_FILE, export.END_TO_END_FILE):
         with zipfile.ZipFile(pipeline_run / "models" / name) as saved:

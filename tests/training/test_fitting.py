@@ -17,7 +17,9 @@ from stages import train
 from tests.networks import views_of
 from tests.stages.test_train import train_briefly, train_params
 
-PLAIN_STUDENT = {"linear_teacher_weight": 0.0, "window_copies": 0, "calibrate": False}
+PLAIN_STUDENT = {
+    "linear_teacher_weight": 0.0, "window_copies": 0, "calibrate": False, "linear_branch": False,
+}  # fmt: skip
 
 
 @pytest.fixture

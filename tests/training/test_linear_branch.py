@@ -2,6 +2,7 @@
 (imdb_sentiment.training.linear_branch, the layers in imdb_sentiment.network.layers)."""
 
 import json
+import zipfile
 
 import keras
 import numpy as np
@@ -130,3 +131,21 @@ def test_a_student_with_a_linear_branch_is_saved_served_and_reported(pipeline_ru
 def test_the_linear_branch_needs_a_positive_c(pipeline_run, tmp_path):
     with pytest.raises(ValueError, match="linear_branch_C"):
         train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_C=0.0)
+
+
+def test_a_compiled_student_leaves_its_optimizer_out_of_the_saved_files(tmp_path):
+    """A words-only student is its own trainer, compiled with the training-only optimizer:
+    the saved network must load with the serving layers alone."""
+    from imdb_sentiment.data.text import TextEncoder
+    from imdb_sentiment.training import export
+    from imdb_sentiment.training.model import compile_classifier
+
+    keras.utils.set_random_seed(0)
+    student = build_classifier(6, 4, 3, 1, False, 0.0, "mean_max", name="lstm")
+    compile_classifier(student, 0.01, 1.0, rowwise_embeddings=True)
+    network = linear_branch.with_linear_branch(student, 6, {}, "net")
+    export.write_models(network, TextEncoder(["good", "bad", "film", "dull"], 8), tmp_path)
+    for name in (export.CLASSIFIER_FILE, export.END_TO_END_FILE):
+        with zipfile.ZipFile(tmp_path / name) as saved:
+            config = saved.read("config.json").decode()
+        assert "Rowwise" not in config and "optimizer" not in config, name

@@ -65,6 +65,8 @@ def with_linear_branch(
     """``student`` (ids -> P(positive)) beside an untrained linear branch over the same ids,
     joined by an untrained blend: fit them with :func:`fit_linear_branch` and
     :func:`fit_blend`."""
+    if student.compiled:  # a words-only student is its own trainer: keep its optimizer out
+        student = keras.Model(student.input, student.output, name=student.name)
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
     logits = [BagOfIds(word_vocab_size, name="linear_words")(ids)]
     for n, vocabulary in sorted(ngram_vocabularies.items()):
