@@ -48,7 +48,7 @@ MODULES = {
 # forked from mutmut's main process (which has run the tests to collect its statistics) hangs
 # until mutmut's timeout, which would count as killed. For these, mutmut's fork server
 # (its `process_isolation` setting) forks each mutant's process from a server that has
-# imported nothing of the tests, so each one loads TensorFlow afresh (a few seconds a mutant).
+# imported nothing of the tests, so each one loads TensorFlow afresh (FORK_SERVER).
 TENSORFLOW_TESTS = {"data/text.py", "data/ngrams.py", "scoring/lstm_kernel.py"}
 # Each of their mutants loads TensorFlow afresh, ~10-20 CPU seconds that mutmut's time limit
 # (30 x (the tests' own time + timeout_constant) CPU seconds) must not count against it.
@@ -282,7 +282,8 @@ def run_module(module: str, scratch: Path, sample: int = 0, seed: int = 0) -> di
     # mutmut's name: the module's dotted path, then the mutant (the function and its number)
     found = re.findall(r"^\s*((?:\S+\.)?(\S+)): (.+)$", listing, flags=re.M)
     if chosen:
-        found = [entry for entry in found if entry[0] in set(chosen)]
+        drawn = set(chosen)
+        found = [entry for entry in found if entry[0] in drawn]
     statuses = {short: status for _, short, status in found}
     counts = {status: sum(1 for s in statuses.values() if s == status) for status in STATUSES}
     not_killed = {
