@@ -64,7 +64,7 @@ def id_regressions(project: Path, encoded: dict[str, np.ndarray], words: int) ->
     scored = {}
     for size in PAIR_VOCABULARIES:
         pairs = ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
-        layers, rows = [None, pairs], [words, pairs.vocab_size]
+        layers, rows = [None, pairs.traced()], [words, pairs.vocab_size]
         head = linear.nb_head(0.1, 1.0).fit(
             linear_branch.id_features(x_train, layers, rows), y_train
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pandas as pd
 import tensorflow as tf
@@ -82,14 +83,14 @@ def run(
         raise ParityError(f"{raw_dir / 'test.csv'} and {prepared_dir / 'test.npz'} disagree")
 
     probabilities = predict_probabilities(score, x_test, params.batch_size)
-    _check_raw_text_parity(models_dir, test_table["text"], probabilities, params.batch_size)
+    predictor = Predictor.load(models_dir / export.END_TO_END_FILE, batch_size=params.batch_size)
+    _check_raw_text_parity(predictor.end_to_end, test_table["text"], probabilities)
     validation = predict_probabilities(score, x_val, params.batch_size)
 
     report = evaluation.classification_metrics(y_test, probabilities, params.threshold)
     report["validation_accuracy"] = round(
         float(np.mean((validation >= params.threshold) == y_val)), 4
     )
-    predictor = Predictor.load(models_dir / "end_to_end.keras", batch_size=params.batch_size)
     texts = test_table["text"].tolist()
     views = {"full": texts, **evaluation.short_views(texts)}
     probes = pd.read_csv(probes_file)
@@ -122,17 +123,19 @@ def run(
         )
         wrong.to_csv(scratch / "confident_errors.csv", index=False, lineterminator="\n")
         probe_table.to_csv(scratch / "probes.csv", index=False, lineterminator="\n")
-    _export_saved_model(models_dir, export_dir, test_table["text"], probabilities)
+    _export_saved_model(predictor.end_to_end, export_dir, test_table["text"], probabilities)
     write_json(metrics_file, report)
     _print_summary(report)
     return report
 
 
-def _export_saved_model(models_dir: Path, export_dir: Path, texts, expected: np.ndarray) -> None:
+def _export_saved_model(
+    end_to_end: keras.Model, export_dir: Path, texts, expected: np.ndarray
+) -> None:
     """The served model as a SavedModel, checked to score raw text as evaluation did."""
     with atomic_directory(export_dir) as scratch:
         version = scratch / export.SAVED_MODEL_VERSION
-        export.export_saved_model(load_model(models_dir / export.END_TO_END_FILE), version)
+        export.export_saved_model(end_to_end, version)
         sample = texts.iloc[:PARITY_SAMPLE].tolist()
         exported = export.saved_model_probabilities(version, sample)
         gap = float(np.max(np.abs(exported - expected[: len(sample)])))
@@ -235,9 +238,9 @@ def _score_extra_sets(
     return scored
 
 
-def _check_raw_text_parity(models_dir: Path, texts, expected: np.ndarray, batch_size: int) -> None:
-    """The served model must score raw text exactly as evaluation scored the arrays."""
-    end_to_end = load_model(models_dir / "end_to_end.keras")
+def _check_raw_text_parity(end_to_end: keras.Model, texts, expected: np.ndarray) -> None:
+    """The served model (models/end_to_end.keras, run by Keras) must score raw text exactly as
+    evaluation scored the arrays."""
     sample = texts.iloc[:PARITY_SAMPLE].tolist()
     batch = tf.constant([[review] for review in sample])
     served = end_to_end.predict_on_batch(batch).reshape(-1)

@@ -53,7 +53,8 @@ def test_blend_features_by_hand():
 
 def test_id_features_are_binary_blocks_of_word_then_ngram_ids():
     pairs = WordNgrams(np.array([3 * 6 + 5]), 6, 2)  # keeps the pair (3, 5) only: id 2
-    features = linear_branch.id_features(IDS, [None, pairs], [6, pairs.vocab_size]).toarray()
+    views = [None, pairs.traced()]
+    features = linear_branch.id_features(IDS, views, [6, pairs.vocab_size]).toarray()
     # Row 1: words 1, 3, 5; pairs (3,5) known -> 2, (5,3) and (3,1) unknown -> 1.
     np.testing.assert_array_equal(features[0], [0, 1, 0, 1, 0, 1] + [0, 1, 1])
     np.testing.assert_array_equal(features[1], [0, 0, 1, 0, 0, 0] + [0, 1, 0])
@@ -73,7 +74,7 @@ def test_the_linear_branch_gets_the_nb_weighted_regressions_logit():
     model = tiny_network()
     accuracy = linear_branch.fit_linear_branch(model, x, y, c=1.0)
     pairs = model.get_layer("linear_word_pairs")
-    features = linear_branch.id_features(x, [None, pairs], [6, pairs.vocab_size])
+    features = linear_branch.id_features(x, [None, pairs.traced()], [6, pairs.vocab_size])
     head = linear.nb_head(1.0, 1.0).fit(features, y)
     np.testing.assert_allclose(
         linear_logit(model).predict_on_batch(x)[:, 0], head.decision_function(features), atol=1e-5

@@ -68,6 +68,7 @@ class Predictor:
             raise ModelError(
                 "not an end-to-end sentiment model: expected a TextEncoder + classifier"
             )
+        self.end_to_end = end_to_end  # raw strings -> P(positive), run by Keras
         self.encoder, self.classifier = encoders[0], classifiers[0]
         self.kernel, self._score = select_scorer(
             self.classifier, self.encoder.max_length, self.encoder.vocab_size, architecture

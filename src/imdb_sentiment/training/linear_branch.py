@@ -13,6 +13,8 @@ calibrates the result.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import keras
 import numpy as np
 import scipy.sparse
@@ -29,20 +31,25 @@ from imdb_sentiment.network.layers import BagOfIds, LengthAwareBlend, blend_feat
 from imdb_sentiment.scoring.inference import keras_scorer, predict_probabilities, scorer
 from imdb_sentiment.training import linear
 
+BAG_PREFIX = "linear_"  # each bag's name: this, then its view ("words", "pairs", ...)
 BLEND_C = 100.0  # five weights fitted on thousands of texts: barely regularised
 SCORING_BATCH = 256
 # blend_features' columns, by name
 BLEND_FEATURES = ("lstm", "linear", "lstm_x_length", "linear_x_length", "length")
 
 
+IdsOf = Callable[[np.ndarray], np.ndarray]  # word ids -> an n-gram layer's ids
+
+
 def id_features(
-    x: np.ndarray, layers: list[WordNgrams | None], rows: list[int]
+    x: np.ndarray, views: list[IdsOf | None], rows: list[int]
 ) -> scipy.sparse.csr_matrix:
     """Binary bag-of-ids features of encoded reviews: one block of columns per bag (the word
-    ids for ``None``, else that n-gram layer's ids), padding (id 0) left out."""
+    ids for ``None``, else the ids of that view, an n-gram layer's ``traced()``: traced once
+    by the caller, however often it calls), padding (id 0) left out."""
     row_parts, column_parts, offset = [], [], 0
-    for layer, size in zip(layers, rows, strict=True):
-        ids = x if layer is None else layer.traced()(x)
+    for ids_of, size in zip(views, rows, strict=True):
+        ids = x if ids_of is None else ids_of(x)
         review, step = np.nonzero(ids)
         row_parts.append(review)
         column_parts.append(ids[review, step].astype(np.int64) + offset)
@@ -68,14 +75,15 @@ def with_linear_branch(
     if student.compiled:  # a words-only student is its own trainer: keep its optimizer out
         student = keras.Model(student.input, student.output, name=student.name)
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
-    logits = [BagOfIds(word_vocab_size, name="linear_words")(ids)]
+    logits = [BagOfIds(word_vocab_size, name=BAG_PREFIX + "words")(ids)]
     for n, vocabulary in sorted(ngram_vocabularies.items()):
         view = NAMES.get(n, f"{n}_grams")
-        ngrams = WordNgrams(vocabulary, word_vocab_size, n, name=f"linear_word_{view}")
-        logits.append(BagOfIds(ngrams.vocab_size, name=f"linear_{view}")(ngrams(ids)))
-    summed = keras.layers.Add(name=LINEAR_LAYER)(logits) if len(logits) > 1 else logits[0]
-    if len(logits) == 1:
-        summed = keras.layers.Identity(name=LINEAR_LAYER)(summed)
+        ngrams = WordNgrams(vocabulary, word_vocab_size, n, name=_ngrams_name(view))
+        logits.append(BagOfIds(ngrams.vocab_size, name=BAG_PREFIX + view)(ngrams(ids)))
+    if len(logits) > 1:
+        summed = keras.layers.Add(name=LINEAR_LAYER)(logits)
+    else:  # named all the same: the branch's logit is found by its name
+        summed = keras.layers.Identity(name=LINEAR_LAYER)(logits[0])
     probability = LengthAwareBlend(name=BLEND_LAYER)([student(ids), summed, ids])
     return keras.Model(ids, probability, name=name)
 
@@ -84,14 +92,20 @@ def _bags(model: keras.Model) -> list[tuple[WordNgrams | None, BagOfIds]]:
     """Each bag of the linear branch with the n-gram layer that feeds it (None: words)."""
     bags = [layer for layer in model.layers if isinstance(layer, BagOfIds)]
     ngrams = {layer.name: layer for layer in model.layers if isinstance(layer, WordNgrams)}
-    return [(ngrams.get(f"linear_word_{bag.name.removeprefix('linear_')}"), bag) for bag in bags]
+    return [(ngrams.get(_ngrams_name(bag.name.removeprefix(BAG_PREFIX))), bag) for bag in bags]
+
+
+def _ngrams_name(view: str) -> str:
+    """The name of the n-gram layer that feeds the bag named BAG_PREFIX + ``view``."""
+    return f"{BAG_PREFIX}word_{view}"
 
 
 def fit_linear_branch(model: keras.Model, x: np.ndarray, y: np.ndarray, c: float) -> float:
     """Fit the linear branch of ``model`` (:func:`with_linear_branch`) on encoded reviews and
     their 0/1 labels; return its training accuracy."""
     bags = _bags(model)
-    features = id_features(x, [g for g, _ in bags], [bag.rows for _, bag in bags])
+    views = [None if ngrams is None else ngrams.traced() for ngrams, _ in bags]
+    features = id_features(x, views, [bag.rows for _, bag in bags])
     head = linear.nb_head(c, alpha=1.0).fit(features, y)
     ratio, regression = head[0].ratio_, head[-1]
     weights = (regression.coef_[0] * ratio).astype(np.float32)
