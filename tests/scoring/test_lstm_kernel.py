@@ -1,6 +1,7 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from imdb_sentiment.data import ngrams, text
 from imdb_sentiment.network import layers, model_file
@@ -120,8 +121,21 @@ def test_kernel_declines_other_architectures(architecture: dict) -> None:
 def test_kernel_refuses_a_word_table_smaller_than_the_encoder_vocabulary() -> None:
     classifier = random_classifier("max")
     assert lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB) is not None
-    with pytest.raises(lstm_kernel.KernelMismatch, match=f"word embedding has {VOCAB} rows"):
+    message = f"member 1's word embedding has {VOCAB} rows, but its ids run to {VOCAB}: "
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"^{message}"):
         lstm_kernel.compile_lstm_scorer(classifier, word_vocab_size=VOCAB + 1)
+
+
+def test_a_table_too_small_is_named_by_its_member_in_an_ensemble() -> None:
+    members = [random_classifier("max"), random_multi_view()]
+    for number, member in enumerate(members, start=1):
+        member.name = f"member_{number}"
+    layer = next(la for la in members[1].layers if isinstance(la, ngrams.WordNgrams))
+    rows = layer.vocab_size
+    layer.vocabulary = np.arange(rows + 5, dtype=np.int64)  # ids run to rows + 5 + 2 - 1
+    message = f"member 2's 2-gram embedding has {rows} rows, but its ids run to {rows + 6}: "
+    with pytest.raises(lstm_kernel.KernelMismatch, match=f"^{message}"):
+        lstm_kernel.compile_lstm_scorer(average_of(members))
 
 
 def test_kernel_refuses_an_ngram_vocabulary_larger_than_its_table() -> None:
@@ -234,3 +248,124 @@ def test_the_kernel_keeps_float32_from_its_states_to_its_answer() -> None:
     assert serial.dtype == parallel.dtype == np.float32
     np.testing.assert_array_equal(serial, parallel)
     assert lstm_kernel.compile_lstm_scorer(classifier)(ids).dtype == np.float32
+
+
+def hand_built(
+    lstm: dict | None = None, modes: tuple[str, ...] = ("max",), hidden_units: int = 0
+) -> keras.Model:
+    """Embedding -> LSTM -> MaskedPooling1D per mode -> [Dense(hidden_units)] -> Dense: the
+    shape the kernel runs, with one thing changed at a time."""
+    ids = keras.Input(shape=(None,), dtype="int32")
+    hidden = keras.layers.Embedding(VOCAB, 8, mask_zero=True)(ids)
+    hidden = keras.layers.LSTM(6, return_sequences=True, **(lstm or {}))(hidden)
+    pooled = [layers.MaskedPooling1D(mode)(hidden) for mode in modes]
+    hidden = keras.layers.Concatenate()(pooled) if len(pooled) > 1 else pooled[0]
+    if hidden_units:
+        hidden = keras.layers.Dense(hidden_units)(hidden)
+    return keras.Model(ids, keras.layers.Dense(1, activation="sigmoid")(hidden))
+
+
+def test_the_kernel_runs_a_hand_built_network_of_its_shape() -> None:
+    network = hand_built(modes=("max", "mean"))
+    ids = id_rows()
+    expected = network(ids, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(lstm_kernel.compile_lstm_scorer(network)(ids), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "changed",
+    [
+        {"lstm": {"use_bias": False}},
+        {"lstm": {"go_backwards": True}},
+        {"lstm": {"activation": "relu"}},
+        {"lstm": {"recurrent_activation": "hard_sigmoid"}},
+        {"modes": ("mean",)},  # a pooling build_classifier never makes
+        {"hidden_units": 4},  # a layer between the pooling and the output
+    ],
+    ids=["no bias", "backwards", "relu", "hard sigmoid", "mean alone", "hidden dense"],
+)
+def test_the_kernel_declines_each_lstm_or_head_it_does_not_compute(changed: dict) -> None:
+    """One difference at a time: the kernel would compute something else, so Keras runs it."""
+    assert lstm_kernel.compile_lstm_scorer(hand_built(**changed)) is None
+
+
+def test_the_kernel_reads_a_non_dense_output_as_a_network_it_does_not_run() -> None:
+    ids = keras.Input(shape=(None,), dtype="int32")
+    hidden = keras.layers.Embedding(VOCAB, 8, mask_zero=True)(ids)
+    hidden = layers.MaskedPooling1D("max")(keras.layers.LSTM(6, return_sequences=True)(hidden))
+    output = keras.layers.EinsumDense("bd,do->bo", output_shape=1, activation="sigmoid")(hidden)
+    assert lstm_kernel.compile_lstm_scorer(keras.Model(ids, output)) is None
+
+
+def test_the_kernel_scores_a_batch_of_no_reviews_as_no_probabilities() -> None:
+    for classifier in (random_classifier("mean_max"), random_multi_view()):
+        scored = lstm_kernel.compile_lstm_scorer(classifier)(np.zeros((0, 40), np.int32))
+        assert scored.shape == (0,) and scored.dtype == np.float32
+
+
+def test_the_head_is_traced_once_for_every_batch_and_length() -> None:
+    """Its input signature leaves batch and length open: a new review length is no retrace."""
+    head = lstm_kernel.lstm_weights(random_classifier("mean_max"))["head"]
+    for rows, steps in ((1, 5), (3, 17), (2, 1)):
+        states = tf.zeros((rows, steps, 6), tf.float32)
+        assert head(states, tf.ones((rows, steps), tf.bool)).shape == (rows,)
+    assert head.experimental_get_tracing_count() == 1
+
+
+def test_the_blend_is_traced_once_and_takes_int32_ids_and_float32_scores() -> None:
+    network = blended_network()
+    _, blended = lstm_kernel._lstm_network(network, model_file.network_description(network))
+    ids = id_rows()
+    for rows in (1, 3, 8):
+        lstm = tf.fill([rows], 0.25)
+        assert blended(tf.constant(ids[:rows]), lstm).shape == (rows,)
+    assert blended.experimental_get_tracing_count() == 1
+
+
+def test_the_kernel_reads_ids_of_any_integer_type_as_int32() -> None:
+    network = blended_network()
+    score = lstm_kernel.compile_lstm_scorer(network)
+    ids = id_rows()
+    np.testing.assert_array_equal(score(ids.astype(np.int64)), score(ids))
+
+
+class RecordingPool:
+    """Stands in for the member threads: runs the branches in turn, counting the batches."""
+
+    def __init__(self) -> None:
+        self.batches = 0
+
+    def map(self, function, items):
+        self.batches += 1
+        return map(function, items)
+
+
+@pytest.mark.parametrize(
+    ("rows", "multi_view", "threaded_loop", "branch_threads"),
+    [
+        (lstm_kernel.PARALLEL_MIN_ROWS - 1, True, False, True),
+        (lstm_kernel.PARALLEL_MIN_ROWS, True, True, False),
+        (lstm_kernel.PARALLEL_MIN_ROWS - 1, False, False, False),
+    ],
+    ids=["small batch, two branches", "large batch", "small batch, one branch"],
+)
+def test_small_batches_run_branches_side_by_side_and_large_ones_thread_their_rows(
+    monkeypatch, rows: int, multi_view: bool, threaded_loop: bool, branch_threads: bool
+) -> None:
+    """The split the API's latency figures rest on (docs/serving.md): one core per branch for
+    a serving-sized batch, every core on the rows of an evaluation-sized one."""
+    classifier = random_multi_view() if multi_view else random_classifier("max")
+    score = lstm_kernel.compile_lstm_scorer(classifier)
+    loops = []
+    for name in ("_states_serial", "_states_parallel"):
+        original = getattr(lstm_kernel, name)
+        monkeypatch.setattr(
+            lstm_kernel, name, lambda *args, n=name, f=original: loops.append(n) or f(*args)
+        )
+    pool = RecordingPool()
+    monkeypatch.setattr(lstm_kernel, "_MEMBER_THREADS", pool)
+    ids = np.resize(id_rows(), (rows, 40))
+    expected = classifier(ids, training=False).numpy().reshape(-1)
+    np.testing.assert_allclose(score(ids), expected, atol=1e-5)
+    assert set(loops) == {"_states_parallel" if threaded_loop else "_states_serial"}
+    assert pool.batches == int(branch_threads)

@@ -207,7 +207,7 @@ def compile_lstm_scorer(
         probabilities = np.array(list(run_all(branch_probability, branches)))
         per_member = [probabilities[member_of_branch == m].mean(0) for m in range(len(members))]
         lstm = np.mean(per_member, axis=0).astype(np.float32)
-        return lstm if blend is None else blend(ids, lstm)
+        return lstm if blend is None else blend(ids, lstm).numpy()
 
     return score
 
@@ -216,8 +216,8 @@ def _lstm_network(
     classifier: keras.Model, architecture: dict
 ) -> tuple[keras.Model, Callable | None]:
     """The network the kernel runs the LSTMs of, and for a network with a linear branch
-    (``architecture["blend"]``), its linear branch and blend as the network's own layers,
-    traced once: (word ids, the LSTM's P(positive)) -> P(positive)."""
+    (``architecture["blend"]``), its linear branch and blend as the network's own layers, in
+    one function traced once: (word ids, the LSTM's P(positive)) -> P(positive), as tensors."""
     if not architecture.get("blend"):
         return classifier, None
     if not has_linear_branch(classifier):
@@ -229,11 +229,8 @@ def _lstm_network(
     def blended(ids: tf.Tensor, lstm: tf.Tensor) -> tf.Tensor:
         return tf.reshape(blend([lstm[:, None], linear(ids), ids]), [-1])
 
-    def run(ids: np.ndarray, lstm: np.ndarray) -> np.ndarray:
-        return blended(ids, lstm).numpy()
-
-    run(np.ones((1, 1), np.int32), np.full(1, 0.5, np.float32))  # traced now, not on a request
-    return classifier.get_layer(architecture["blend"]), run
+    blended(np.ones((1, 1), np.int32), np.full(1, 0.5, np.float32))  # traced now, not on a request
+    return classifier.get_layer(architecture["blend"]), blended
 
 
 class KernelMismatch(ValueError):
