@@ -43,10 +43,12 @@ import numpy as np
 import psutil
 import yaml
 
-from bench import flops
-from imdb_sentiment.data import dataset
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO_ROOT))  # run as a script: bench as a package
+
+from bench import flops  # noqa: E402
+from imdb_sentiment.data import dataset  # noqa: E402
+
 PROBES = "data/probes.csv"
 STAGES = ("download", "preprocess", "linear_baseline", "teacher", "train", "evaluate")
 TRAINING_STAGES = ("download", "preprocess", "train")  # what a labels-only student needs

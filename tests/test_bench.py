@@ -540,3 +540,24 @@ def test_a_sample_is_drawn_from_mutmuts_own_names_and_tabled_as_one():
              "equivalent": 0, "score": 0.75, "sample_of": 455, "not_killed": {}}  # fmt: skip
     table = mutation.score_table({"modules": {"scoring/lstm_kernel.py": entry}})
     assert "| `scoring/lstm_kernel.py` | 4 (a sample of 455) | 3 | 0 | 1 |" in table
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted(
+    path.name
+    for path in (REPO_ROOT / "bench").glob("*.py")
+    if "def main" in path.read_text() and "argparse" in path.read_text()
+)
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_each_bench_script_runs_as_its_docs_say(script: str) -> None:
+    """`python bench/<script> --help` from the repository root, as the docs run them: a
+    script that imports `bench` as a package must find it without PYTHONPATH."""
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    run = subprocess.run(
+        [sys.executable, f"bench/{script}", "--help"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "usage:" in run.stdout
