@@ -1,13 +1,16 @@
-"""Round 18: which linear model to put beside the LSTM, and how to blend the two (validation only).
+"""Rounds 18-19: which linear model to put beside the LSTM, and how to blend the two
+(validation only).
 
     python bench/blend_forms.py --project /path/to/a/repro > bench/rounds/round18/blends.md
+    python bench/blend_forms.py --project /path/to/a/repro --triples 50000 200000
 
 Reads a project after `dvc repro` (data/raw, data/prepared, data/linear_baseline/model.pkl and
 models/classifier.keras; with a linear branch, only its LSTM network is used). On the 1,250
 validation reviews and their two short views (last sentence, first 20 words, as evaluate
 defines them on the test set) it scores: the LSTM; the linear baseline stage's model (words of
 the cleaned text); the same NB-weighted regression over the network's own ids (its words and
-the N most frequent pairs of its ids, for several N); and blends of the LSTM with the latter:
+the N most frequent pairs of its ids, for several N; with ``--triples T ...``, also the first
+N's pairs and the T most frequent triples, round 19); and blends of the LSTM with the latter:
 a plain average of logits, and logistic regressions on [both logits] or on
 :func:`~imdb_sentiment.network.layers.blend_features` (length-aware), each fitted on 4/5 of the
 validation reviews with their short views and scored on the other fifth (5 folds by review).
@@ -58,21 +61,38 @@ def validation_views(
     return texts, encoded, y
 
 
-def id_regressions(project: Path, encoded: dict[str, np.ndarray], words: int) -> dict[str, dict]:
-    """P(positive) by view of the NB-weighted regression over word ids and N pair ids."""
+def id_regressions(
+    project: Path, encoded: dict[str, np.ndarray], words: int, triples: tuple[int, ...] = ()
+) -> dict[str, dict]:
+    """P(positive) by view of the NB-weighted regression over word ids and N pair ids, and
+    over word ids, the first N's pairs and T triples of ids for each T in ``triples``."""
     _, x_train, y_train = dataset.load_arrays(project / "data/prepared", "train")
-    scored = {}
+    scored, first_pairs = {}, None
     for size in PAIR_VOCABULARIES:
         pairs = ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
-        layers, rows = [None, pairs.traced()], [words, pairs.vocab_size]
-        head = linear.nb_head(0.1, 1.0).fit(
-            linear_branch.id_features(x_train, layers, rows), y_train
+        first_pairs = first_pairs or pairs
+        scored[f"NB LR over ids, {size:,} pairs"] = _regression(
+            [None, pairs], words, (x_train, y_train), encoded
         )
-        scored[f"NB LR over ids, {size:,} pairs"] = {
-            view: head.predict_proba(linear_branch.id_features(ids, layers, rows))[:, 1]
-            for view, ids in encoded.items()
-        }
+    for size in triples:
+        kept = ngrams.build_ngram_vocabulary(x_train, words, size, 3)
+        bags = [None, first_pairs, ngrams.WordNgrams(kept, words, 3)]
+        name = f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {size:,} triples"
+        scored[name] = _regression(bags, words, (x_train, y_train), encoded)
     return scored
+
+
+def _regression(
+    bags: list, words: int, train: tuple[np.ndarray, np.ndarray], encoded: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Fit the NB-weighted regression on the bags' ids of the training reviews; score views."""
+    views = [None if bag is None else bag.traced() for bag in bags]
+    rows = [words if bag is None else bag.vocab_size for bag in bags]
+    head = linear.nb_head(0.1, 1.0).fit(linear_branch.id_features(train[0], views, rows), train[1])
+    return {
+        view: head.predict_proba(linear_branch.id_features(ids, views, rows))[:, 1]
+        for view, ids in encoded.items()
+    }
 
 
 def cross_fitted(features: dict[str, np.ndarray], y: np.ndarray) -> dict[str, np.ndarray]:
@@ -98,12 +118,16 @@ def blends(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict[st
         }
     pair = {v: np.c_[logit(lstm[v]), logit(ids_model[v])] for v in VIEWS}
     rows["logistic regression on both logits"] = cross_fitted(pair, y)
-    length_aware = {
+    rows["**length-aware blend (adopted)**"] = length_aware_blend(lstm, ids_model, encoded, y)
+    return rows
+
+
+def length_aware_blend(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict:
+    features = {
         v: blend_features(lstm[v][:, None], logit(ids_model[v])[:, None], encoded[v]).numpy()
         for v in VIEWS
     }
-    rows["**length-aware blend (adopted)**"] = cross_fitted(length_aware, y)
-    return rows
+    return cross_fitted(features, y)
 
 
 def table(rows: dict[str, dict], y: np.ndarray) -> str:
@@ -121,7 +145,11 @@ def table(rows: dict[str, dict], y: np.ndarray) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--project", type=Path, default=REPO_ROOT)
-    project = parser.parse_args().project
+    parser.add_argument(
+        "--triples", type=int, nargs="*", default=[], help="also a bag of this many id triples"
+    )
+    args = parser.parse_args()
+    project = args.project
     texts, encoded, y = validation_views(project)
     network = load_model(project / "models/classifier.keras")
     student = network.get_layer(STUDENT_LAYER) if has_linear_branch(network) else network
@@ -132,10 +160,17 @@ def main() -> int:
         v: baseline.probabilities(texts[v]) for v in VIEWS
     }
     words = text.load_encoder(project / "data/prepared/encoder.json").vocab_size
-    regressions = id_regressions(project, encoded, words)
+    regressions = id_regressions(project, encoded, words, tuple(args.triples))
     rows.update(regressions)
-    ids_model = regressions[f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs"]
-    rows.update(blends(rows["the LSTM (student)"], ids_model, encoded, y))
+    lstm = rows["the LSTM (student)"]
+    rows.update(
+        blends(lstm, regressions[f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs"], encoded, y)
+    )
+    for name, scores in regressions.items():
+        if "triples" in name:
+            rows[f"length-aware blend with the {name}"] = length_aware_blend(
+                lstm, scores, encoded, y
+            )
     print("Accuracy / ECE (15 bins) on the 1,250 validation reviews and their short views.\n")
     print(table(rows, y), end="")
     return 0

@@ -561,3 +561,24 @@ def test_each_bench_script_runs_as_its_docs_say(script: str) -> None:
     )  # fmt: skip
     assert run.returncode == 0, run.stderr[-2000:]
     assert "usage:" in run.stdout
+
+
+def test_blend_forms_fits_a_bag_of_id_triples_beside_words_and_pairs(tmp_path, monkeypatch):
+    """Positives read 2 3 2 4 2, negatives 2 4 2 3 2: the same words and the same pairs, so
+    only the bag of triples ((3, 2, 4) against (4, 2, 3)) tells them apart."""
+    from bench import blend_forms
+    from imdb_sentiment.data import dataset
+
+    y = np.arange(200) % 2
+    x = np.array([[0, 2, 3, 2, 4, 2] if label else [0, 2, 4, 2, 3, 2] for label in y], np.int32)
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    dataset.save_arrays(prepared / "train.npz", np.arange(len(x)), x, y)
+    monkeypatch.setattr(blend_forms, "PAIR_VOCABULARIES", (50,))
+    encoded = {view: x[:40] for view in blend_forms.VIEWS}
+    scored = blend_forms.id_regressions(tmp_path, encoded, 10, triples=(100,))
+    assert set(scored) == {"NB LR over ids, 50 pairs", "NB LR over ids, 50 pairs + 100 triples"}
+    pairs_only = scored["NB LR over ids, 50 pairs"]["full"]
+    assert np.ptp(pairs_only) == 0  # one answer for every review: it cannot tell them apart
+    with_triples = scored["NB LR over ids, 50 pairs + 100 triples"]["full"]
+    assert np.array_equal(with_triples >= 0.5, y[:40] == 1)
