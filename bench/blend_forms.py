@@ -67,16 +67,19 @@ def id_regressions(
     """P(positive) by view of the NB-weighted regression over word ids and N pair ids, and
     over word ids, the first N's pairs and T triples of ids for each T in ``triples``."""
     _, x_train, y_train = dataset.load_arrays(project / "data/prepared", "train")
-    scored, first_pairs = {}, None
-    for size in PAIR_VOCABULARIES:
-        pairs = ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
-        first_pairs = first_pairs or pairs
-        scored[f"NB LR over ids, {size:,} pairs"] = _regression(
+    pair_layers = {
+        size: ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
+        for size in PAIR_VOCABULARIES
+    }
+    scored = {
+        f"NB LR over ids, {size:,} pairs": _regression(
             [None, pairs], words, (x_train, y_train), encoded
         )
+        for size, pairs in pair_layers.items()
+    }
     for size in triples:
         kept = ngrams.build_ngram_vocabulary(x_train, words, size, 3)
-        bags = [None, first_pairs, ngrams.WordNgrams(kept, words, 3)]
+        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
         name = f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {size:,} triples"
         scored[name] = _regression(bags, words, (x_train, y_train), encoded)
     return scored
