@@ -3,6 +3,7 @@
 
     python bench/blend_forms.py --project /path/to/a/repro > bench/rounds/round18/blends.md
     python bench/blend_forms.py --project /path/to/a/repro --triples 50000 200000
+    python bench/blend_forms.py --project /path/to/a/repro --triples 50000 --windows 1 3
 
 Reads a project after `dvc repro` (data/raw, data/prepared, data/linear_baseline/model.pkl and
 models/classifier.keras; with a linear branch, only its LSTM network is used). On the 1,250
@@ -10,7 +11,9 @@ validation reviews and their two short views (last sentence, first 20 words, as 
 defines them on the test set) it scores: the LSTM; the linear baseline stage's model (words of
 the cleaned text); the same NB-weighted regression over the network's own ids (its words and
 the N most frequent pairs of its ids, for several N; with ``--triples T ...``, also the first
-N's pairs and the T most frequent triples, round 19); and blends of the LSTM with the latter:
+N's pairs and the T most frequent triples, round 19; with ``--windows W ...``, that with the
+first T also fitted on W random windows of each training review, round 20); and blends of the
+LSTM with the latter:
 a plain average of logits, and logistic regressions on [both logits] or on
 :func:`~imdb_sentiment.network.layers.blend_features` (length-aware), each fitted on 4/5 of the
 validation reviews with their short views and scored on the other fifth (5 folds by review).
@@ -41,6 +44,10 @@ from imdb_sentiment.training import linear, linear_branch  # noqa: E402
 VIEWS = ("full", "last_sentence", "first_20_words")
 PAIR_VOCABULARIES = (50_000, 200_000, 1_000_000)
 FOLDS = 5
+# The served network's linear branch (train.linear_branch_triples, adopted in round 19).
+ADOPTED = f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + 50,000 triples"
+WINDOW_TOKENS = (5, 40)
+WINDOW_SEED = 0
 
 
 def logit(p: np.ndarray) -> np.ndarray:
@@ -62,10 +69,16 @@ def validation_views(
 
 
 def id_regressions(
-    project: Path, encoded: dict[str, np.ndarray], words: int, triples: tuple[int, ...] = ()
+    project: Path,
+    encoded: dict[str, np.ndarray],
+    words: int,
+    triples: tuple[int, ...] = (),
+    windows: tuple[int, ...] = (),
 ) -> dict[str, dict]:
     """P(positive) by view of the NB-weighted regression over word ids and N pair ids, and
-    over word ids, the first N's pairs and T triples of ids for each T in ``triples``."""
+    over word ids, the first N's pairs and T triples of ids for each T in ``triples``; for
+    each W in ``windows``, the latter with the first T, fitted on the training reviews and W
+    random windows of each (with its review's label)."""
     _, x_train, y_train = dataset.load_arrays(project / "data/prepared", "train")
     pair_layers = {
         size: ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
@@ -82,7 +95,23 @@ def id_regressions(
         bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
         name = f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {size:,} triples"
         scored[name] = _regression(bags, words, (x_train, y_train), encoded)
+    for copies in windows:
+        kept = ngrams.build_ngram_vocabulary(x_train, words, triples[0], 3)
+        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
+        name = (
+            f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {triples[0]:,} triples, "
+            f"and {copies} window(s) of each review"
+        )
+        scored[name] = _regression(bags, words, with_windows(x_train, y_train, copies), encoded)
     return scored
+
+
+def with_windows(x: np.ndarray, y: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
+    """The reviews and ``copies`` random windows of each, as the student's windows are cut
+    (train.window_min_tokens..window_max_tokens at their defaults), with the review's label."""
+    rng = np.random.default_rng(WINDOW_SEED)
+    extra = [dataset.random_windows(x, *WINDOW_TOKENS, rng) for _ in range(copies)]
+    return np.concatenate([x, *extra]), np.tile(y, 1 + copies)
 
 
 def _regression(
@@ -121,7 +150,7 @@ def blends(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict[st
         }
     pair = {v: np.c_[logit(lstm[v]), logit(ids_model[v])] for v in VIEWS}
     rows["logistic regression on both logits"] = cross_fitted(pair, y)
-    rows["**length-aware blend (adopted)**"] = length_aware_blend(lstm, ids_model, encoded, y)
+    rows["length-aware blend (round 18)"] = length_aware_blend(lstm, ids_model, encoded, y)
     return rows
 
 
@@ -151,7 +180,16 @@ def main() -> int:
     parser.add_argument(
         "--triples", type=int, nargs="*", default=[], help="also a bag of this many id triples"
     )
+    parser.add_argument(
+        "--windows",
+        type=int,
+        nargs="*",
+        default=[],
+        help="also the first triples' regression fitted on this many windows of each review",
+    )
     args = parser.parse_args()
+    if args.windows and not args.triples:
+        parser.error("--windows needs --triples (the triples of the windowed regression)")
     project = args.project
     texts, encoded, y = validation_views(project)
     network = load_model(project / "models/classifier.keras")
@@ -163,7 +201,7 @@ def main() -> int:
         v: baseline.probabilities(texts[v]) for v in VIEWS
     }
     words = text.load_encoder(project / "data/prepared/encoder.json").vocab_size
-    regressions = id_regressions(project, encoded, words, tuple(args.triples))
+    regressions = id_regressions(project, encoded, words, tuple(args.triples), tuple(args.windows))
     rows.update(regressions)
     lstm = rows["the LSTM (student)"]
     rows.update(
@@ -171,9 +209,9 @@ def main() -> int:
     )
     for name, scores in regressions.items():
         if "triples" in name:
-            rows[f"length-aware blend with the {name}"] = length_aware_blend(
-                lstm, scores, encoded, y
-            )
+            mark = " (adopted)" if name == ADOPTED else ""
+            label = f"length-aware blend with the {name}{mark}"
+            rows[label] = length_aware_blend(lstm, scores, encoded, y)
     print("Accuracy / ECE (15 bins) on the 1,250 validation reviews and their short views.\n")
     print(table(rows, y), end="")
     return 0

@@ -285,7 +285,8 @@ def test_the_naive_reference_is_the_students_network_unbucketed_for_one_epoch_on
     }
     learns_the_labels = {("teachers", "seeds"), ("train", "linear_teacher_weight"),
                          ("train", "window_copies"), ("train", "calibrate"),
-                         ("train", "linear_branch")}  # fmt: skip
+                         ("train", "linear_branch"),
+                         ("train", "linear_branch_triples")}  # fmt: skip
     assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")} | learns_the_labels
     assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
     assert committed == committed_params()
@@ -582,3 +583,31 @@ def test_blend_forms_fits_a_bag_of_id_triples_beside_words_and_pairs(tmp_path, m
     assert np.ptp(pairs_only) == 0  # one answer for every review: it cannot tell them apart
     with_triples = scored["NB LR over ids, 50 pairs + 100 triples"]["full"]
     assert np.array_equal(with_triples >= 0.5, y[:40] == 1)
+
+
+def test_blend_forms_windows_are_runs_of_their_reviews_with_their_labels(tmp_path, monkeypatch):
+    from bench import blend_forms
+    from imdb_sentiment.data import dataset
+
+    rng = np.random.default_rng(3)
+    y = np.arange(60) % 2
+    x = np.zeros((60, 50), np.int32)
+    for row, length in enumerate(rng.integers(3, 50, 60)):
+        x[row, -length:] = rng.integers(2, 10, length) + 10 * y[row]  # labels own the ids
+    x_all, y_all = blend_forms.with_windows(x, y, 2)
+    assert x_all.shape == (180, 50) and np.array_equal(y_all, np.tile(y, 3))
+    assert np.array_equal(x_all[:60], x)
+    for row, window in enumerate(x_all[60:]):
+        tokens, review = window[window != 0], x[row % 60][x[row % 60] != 0]
+        assert min(5, len(review)) <= len(tokens) <= 40
+        assert any(np.array_equal(review[i : i + len(tokens)], tokens) for i in range(len(review)))
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    dataset.save_arrays(prepared / "train.npz", np.arange(len(x)), x, y)
+    monkeypatch.setattr(blend_forms, "PAIR_VOCABULARIES", (50,))
+    encoded = {view: x[:10] for view in blend_forms.VIEWS}
+    scored = blend_forms.id_regressions(tmp_path, encoded, 20, triples=(100,), windows=(2,))
+    windowed = scored["NB LR over ids, 50 pairs + 100 triples, and 2 window(s) of each review"]
+    plain = scored["NB LR over ids, 50 pairs + 100 triples"]
+    assert not np.allclose(windowed["full"], plain["full"])  # fitted on more rows
+    assert np.array_equal(windowed["full"] >= 0.5, y[:10] == 1)

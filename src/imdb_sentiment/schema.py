@@ -241,6 +241,11 @@ class StudentParams(NetworkParams):
     linear_branch_C: float = Field(
         gt=0.0, description="inverse L2 strength of the linear branch's logistic regression"
     )
+    linear_branch_triples: Count = Field(
+        description="> 0: the linear branch also weighs the most frequent word triples of the "
+        "training reviews, this many ids (including padding and unknown triple), its own "
+        "vocabulary beside the LSTM's words and pairs; 0: words and the LSTM's n-grams only"
+    )
     seed: Count = Field(
         description="the student's seed of weights, dropout, batch order and windows"
     )

@@ -61,6 +61,22 @@ def test_vocabulary_keeps_the_most_frequent_ngrams_ties_broken_by_key():
     assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 1, 3).tolist() == [232]
 
 
+def test_ngrams_are_counted_across_chunks_of_rows(monkeypatch):
+    # (2,3) in rows 0, 1 and 3, twice in row 3; (3,4) in rows 1 and 2; (4,4) in row 4 only;
+    # chunks of two rows: the counts of one n-gram meet from different chunks.
+    ids = np.array(
+        [[0, 0, 0, 2, 3], [2, 3, 4, 0, 0], [0, 0, 0, 3, 4], [2, 3, 2, 3, 0], [4, 4, 0, 0, 0]]
+    )
+    monkeypatch.setattr(ngrams, "COUNT_CHUNK", 2)
+    values, counts = ngrams.ngram_counts(ids, WORDS, 2)
+    assert dict(zip(values.tolist(), counts.tolist(), strict=True)) == {23: 4, 32: 1, 34: 2, 44: 1}
+    assert counts.dtype == np.int64
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 2, 2).tolist() == [23, 34]
+    assert ngrams.ngram_counts(ids[:0], WORDS, 2)[0].size == 0
+    monkeypatch.setattr(ngrams, "COUNT_CHUNK", 2048)
+    assert ngrams.build_ngram_vocabulary(ids, WORDS, 2 + 2, 2).tolist() == [23, 34]
+
+
 def test_ngram_ids_number_kept_ngrams_after_padding_and_unknown():
     ids = np.array([[0, 2, 3, 2, 9], [5, 4, 0, 3, 2]])
     layer = ngrams.WordNgrams(np.array([23, 32, 54]), WORDS, 2)

@@ -8,11 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from imdb_sentiment.data import dataset
+from imdb_sentiment.data import dataset, ngrams, text
 from imdb_sentiment.data.ngrams import WordNgrams
 from imdb_sentiment.network.branches import branches_alone, has_linear_branch, linear_logit
 from imdb_sentiment.network.layers import BagOfIds, LengthAwareBlend, blend_features
 from imdb_sentiment.network.model_file import load_model
+from imdb_sentiment.params import ParamsError
 from imdb_sentiment.serving.predict import Predictor
 from imdb_sentiment.training import linear, linear_branch
 from imdb_sentiment.training.model import build_classifier
@@ -59,6 +60,24 @@ def test_id_features_are_binary_blocks_of_word_then_ngram_ids():
     np.testing.assert_array_equal(features[0], [0, 1, 0, 1, 0, 1] + [0, 1, 1])
     np.testing.assert_array_equal(features[1], [0, 0, 1, 0, 0, 0] + [0, 1, 0])
     np.testing.assert_array_equal(features[2], [0] * 9)
+
+
+def test_id_features_are_the_same_built_in_chunks_of_reviews(monkeypatch):
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 6, (7, 9)).astype(np.int32)
+    pairs = WordNgrams(np.array([2 * 6 + 2, 3 * 6 + 5, 4 * 6 + 1]), 6, 2)
+    views, rows = [None, pairs.traced()], [6, pairs.vocab_size]
+    whole = linear_branch.id_features(x, views, rows).toarray()
+    monkeypatch.setattr(linear_branch, "FEATURE_CHUNK", 3)  # chunks of 3, 3 and 1 reviews
+    chunked = linear_branch.id_features(x, views, rows)
+    np.testing.assert_array_equal(chunked.toarray(), whole)
+    for review in range(7):  # each review's own words and pairs, each once
+        expected = np.zeros(11)
+        expected[np.unique(x[review][x[review] != 0])] = 1
+        expected[6 + np.unique(np.asarray(pairs.traced()(x[review : review + 1]))[0])] = 1
+        expected[6] = 0  # pair id 0: padding
+        np.testing.assert_array_equal(whole[review], expected)
+    assert linear_branch.id_features(x[:0], views, rows).shape == (0, 11)
 
 
 def tiny_network() -> keras.Model:
@@ -127,6 +146,43 @@ def test_a_student_with_a_linear_branch_is_saved_served_and_reported(pipeline_ru
     predictor = Predictor.load(tmp_path / "models/end_to_end.keras")
     assert predictor.kernel == "numba"  # the LSTMs on the kernel, then the network's own blend
     assert predictor.probabilities(["a fine film", "dull"]).shape == (2,)
+
+
+def test_the_linear_branch_weighs_its_own_triples_beside_the_lstms_words(pipeline_run, tmp_path):
+    """linear_branch_triples: a bag of the most frequent word triples of the training
+    reviews, fitted in one regression with the word ids, though the LSTM reads words only."""
+    train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30)
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    bags = [layer.name for layer in classifier.layers if isinstance(layer, BagOfIds)]
+    assert bags == ["linear_words", "linear_triples"]
+    triples = classifier.get_layer("linear_word_triples")
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    assert triples.n == 3 and triples.vocab_size == 30
+    assert np.array_equal(triples.vocabulary, ngrams.build_ngram_vocabulary(x, words, 30, 3))
+    features = linear_branch.id_features(x, [None, triples.traced()], [words, 30])
+    head = linear.nb_head(0.1, 1.0).fit(features, y)
+    np.testing.assert_allclose(
+        linear_logit(classifier).predict_on_batch(x)[:, 0],
+        head.decision_function(features),
+        atol=1e-4,
+    )
+    served = Predictor.load(tmp_path / "models/end_to_end.keras")
+    _, x_val, _ = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
+    encoder = text.load_encoder(pipeline_run / "data/prepared/encoder.json")
+    reviews = ["a fine film , not bad at all", "dull and long"]
+    np.testing.assert_allclose(
+        served.probabilities(reviews),
+        classifier.predict_on_batch(encoder.encode(reviews))[:, 0],
+        atol=1e-5,
+    )
+
+
+@pytest.mark.parametrize("size", [1, 2])
+def test_linear_branch_triples_too_few_for_one_triple_are_refused(pipeline_run, tmp_path, size):
+    with pytest.raises(ParamsError, match=f"train.linear_branch_triples = {size} is out of range"):
+        train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=size)
+    assert not (tmp_path / "models").exists()
 
 
 def test_the_linear_branch_needs_a_positive_c(pipeline_run, tmp_path):

@@ -23,6 +23,7 @@ import tensorflow as tf
 from imdb_sentiment.data.text import OOV_ID, PAD_ID, RESERVED_IDS
 
 NAMES = {2: "pairs", 3: "triples"}  # the n-grams the pipeline builds, by n
+COUNT_CHUNK = 2048  # rows whose n-grams are counted at once
 
 
 def _check_key_range(word_vocab_size: int, n: int) -> None:
@@ -50,10 +51,26 @@ def ngram_keys(ids: np.ndarray | tf.Tensor, word_vocab_size: int, n: int) -> tf.
 def build_ngram_vocabulary(x: np.ndarray, word_vocab_size: int, size: int, n: int) -> np.ndarray:
     """Sorted keys of the ``size - RESERVED_IDS`` most frequent n-grams in ``x`` (encoded
     training reviews), ties broken by key, so the same arrays give the same n-grams."""
-    keys = ngram_keys(x, word_vocab_size, n).numpy()
-    values, counts = np.unique(keys[keys >= 0], return_counts=True)
+    values, counts = ngram_counts(x, word_vocab_size, n)
     ranked = values[np.argsort(-counts, kind="stable")]
     return np.sort(ranked[: max(size - RESERVED_IDS, 0)])
+
+
+def ngram_counts(x: np.ndarray, word_vocab_size: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each n-gram key that occurs in ``x``, sorted, and how often it occurs.
+
+    Counted in chunks of :data:`COUNT_CHUNK` rows: the keys of every row at once, with the
+    shifted copies that make them, are several int64 copies of ``x`` (~0.5 GB for the
+    training reviews), all alive at the train stage's peak."""
+    parts = []
+    for start in range(0, len(x), COUNT_CHUNK):
+        keys = ngram_keys(x[start : start + COUNT_CHUNK], word_vocab_size, n).numpy()
+        parts.append(np.unique(keys[keys >= 0], return_counts=True))
+    if not parts:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    values, where = np.unique(np.concatenate([v for v, _ in parts]), return_inverse=True)
+    counts = np.bincount(where, weights=np.concatenate([c for _, c in parts]))
+    return values, counts.astype(np.int64)
 
 
 @keras.saving.register_keras_serializable(package="imdb_sentiment")

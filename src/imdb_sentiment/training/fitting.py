@@ -24,6 +24,7 @@ import pandas as pd
 import tensorflow as tf
 from dvclive import Live
 
+from imdb_sentiment import malloc
 from imdb_sentiment.data import dataset, ngrams, text
 from imdb_sentiment.network.branches import STUDENT_LAYER, branches_alone
 from imdb_sentiment.params import DEFAULT_PARAMS_FILE, ParamsError
@@ -50,6 +51,7 @@ Split = tuple[np.ndarray, np.ndarray]  # (encoded reviews, labels or soft target
 SCORING_BATCH = 256  # reviews per call when scoring with a trained model
 CALIBRATION_WINDOW = 20  # tokens of the short views added to validation for calibration
 NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its params key
+LINEAR_TRIPLES_KEY = "linear_branch_triples"  # the linear branch's own triples
 MULTI_VIEW_NAMES = {"loss": "multi_view_loss", "val_loss": "val_multi_view_loss"}
 SAVED_NAME = "lstm_classifier"  # the student's model name, as served
 # The windows' draw is seeded apart from the student's weights; +1 is what it was when one
@@ -99,12 +101,15 @@ class TrainingResult:
 def check_ngram_vocab_sizes(params: NetworkParams, section: str) -> None:
     """Refuse a pair/triple vocabulary too small to hold one n-gram (before any data is read)."""
     # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
-    for n, key in NGRAM_KEYS.items():
+    keys = list(NGRAM_KEYS.items())
+    if isinstance(params, StudentParams):
+        keys.append((3, LINEAR_TRIPLES_KEY))
+    for n, key in keys:
         size, view = getattr(params, key), ngrams.NAMES[n]
         if 0 < size <= text.RESERVED_IDS:
             raise ParamsError(
-                f"{DEFAULT_PARAMS_FILE}: {section}.{key} = {size} is out of range: 0 (no {view} "
-                f"branch) or more than {text.RESERVED_IDS} (padding, unknown, {view})"
+                f"{DEFAULT_PARAMS_FILE}: {section}.{key} = {size} is out of range: 0 (no {view}) "
+                f"or more than {text.RESERVED_IDS} (padding, unknown, {view})"
             )
 
 
@@ -182,6 +187,9 @@ def train_student(
         print(f"Calibrated: logits divided by a temperature of {temperature}", flush=True)
     classifier, blend = member.model, None
     if params.linear_branch:
+        # The trainer's buffers are free now but still held (malloc.reuse_large_buffers):
+        # handed back, the linear branch's features fit under the training peak.
+        malloc.release_free_memory()
         classifier, blend = add_linear_branch(params, member.model, train, validation, vocabularies)
     seconds = time.perf_counter() - started
     metrics = validation_metrics(classifier, validation)
@@ -209,11 +217,16 @@ def add_linear_branch(
     vocabularies: Vocabularies,
 ) -> tuple[keras.Model, dict]:
     """The served network: ``student`` beside a linear branch fitted on the training reviews'
-    labels, blended by length on the validation reviews and their first and last words
+    labels (over the LSTM's word and n-gram ids, and ``linear_branch_triples`` triples of its
+    own), blended by length on the validation reviews and their first and last words
     (:mod:`imdb_sentiment.training.linear_branch`); and what was fitted."""
-    model = linear_branch.with_linear_branch(
-        student, vocabularies.words, vocabularies.ngrams, SAVED_NAME
-    )
+    kept = dict(vocabularies.ngrams)  # the LSTM's n-grams; the branch's own triples replace its
+    if params.linear_branch_triples:
+        kept[3] = ngrams.build_ngram_vocabulary(
+            train[0], vocabularies.words, params.linear_branch_triples, 3
+        )
+        print(f"Kept the {len(kept[3])} most frequent word triples for the linear branch")
+    model = linear_branch.with_linear_branch(student, vocabularies.words, kept, SAVED_NAME)
     x_train, labels = train
     fit_accuracy = linear_branch.fit_linear_branch(model, x_train, labels, params.linear_branch_C)
     weights = linear_branch.fit_blend(model, *calibration_set(*validation))

@@ -1,7 +1,8 @@
 """The linear branch beside the LSTM, and the length-aware blend of the two (issue 32).
 
 The branch is a bag of the network's own ids, the word ids and each n-gram layer's ids that
-the LSTM views read, weighted by an NB-weighted logistic regression
+the LSTM views read (and, with ``train.linear_branch_triples``, id triples of its own, round
+19 of docs/history.md), weighted by an NB-weighted logistic regression
 (:func:`imdb_sentiment.training.linear.nb_head`: binary features scaled by their log-count
 ratio, then liblinear) that scikit-learn fits on the student's training reviews and labels.
 Its weights are copied into :class:`~imdb_sentiment.network.layers.BagOfIds` layers, so the
@@ -34,6 +35,7 @@ from imdb_sentiment.training import linear
 BAG_PREFIX = "linear_"  # each bag's name: this, then its view ("words", "pairs", ...)
 BLEND_C = 100.0  # five weights fitted on thousands of texts: barely regularised
 SCORING_BATCH = 256
+FEATURE_CHUNK = 2048  # reviews whose id features are built at once
 # blend_features' columns, by name
 BLEND_FEATURES = ("lstm", "linear", "lstm_x_length", "linear_x_length", "length")
 
@@ -47,9 +49,23 @@ def id_features(
     """Binary bag-of-ids features of encoded reviews: one block of columns per bag (the word
     ids for ``None``, else the ids of that view, an n-gram layer's ``traced()``: traced once
     by the caller, however often it calls), padding (id 0) left out."""
+    # In chunks of reviews: each view's ids and their coordinates are several times the
+    # size of the features, and all of them at once cost the train stage ~1 GB at its peak.
+    chunks = [
+        _id_features_of_chunk(x[start : start + FEATURE_CHUNK], views, rows)
+        for start in range(0, len(x), FEATURE_CHUNK)
+    ]
+    if not chunks:
+        return scipy.sparse.csr_matrix((0, sum(rows)), dtype=np.float32)
+    return scipy.sparse.vstack(chunks, format="csr")
+
+
+def _id_features_of_chunk(
+    x: np.ndarray, views: list[IdsOf | None], rows: list[int]
+) -> scipy.sparse.csr_matrix:
     row_parts, column_parts, offset = [], [], 0
     for ids_of, size in zip(views, rows, strict=True):
-        ids = x if ids_of is None else ids_of(x)
+        ids = x if ids_of is None else np.asarray(ids_of(x))
         review, step = np.nonzero(ids)
         row_parts.append(review)
         column_parts.append(ids[review, step].astype(np.int64) + offset)
