@@ -1,9 +1,10 @@
-"""Rounds 18-19: which linear model to put beside the LSTM, and how to blend the two
+"""Rounds 18-21: which linear model to put beside the LSTM, and how to blend the two
 (validation only).
 
     python bench/blend_forms.py --project /path/to/a/repro > bench/rounds/round18/blends.md
     python bench/blend_forms.py --project /path/to/a/repro --triples 50000 200000
     python bench/blend_forms.py --project /path/to/a/repro --triples 50000 --windows 1 3
+    python bench/blend_forms.py --project /path/to/a/repro --triples 50000 --tfidf
 
 Reads a project after `dvc repro` (data/raw, data/prepared, data/linear_baseline/model.pkl and
 models/classifier.keras; with a linear branch, only its LSTM network is used). On the 1,250
@@ -12,8 +13,9 @@ defines them on the test set) it scores: the LSTM; the linear baseline stage's m
 the cleaned text); the same NB-weighted regression over the network's own ids (its words and
 the N most frequent pairs of its ids, for several N; with ``--triples T ...``, also the first
 N's pairs and the T most frequent triples, round 19; with ``--windows W ...``, that with the
-first T also fitted on W random windows of each training review, round 20); and blends of the
-LSTM with the latter:
+first T also fitted on W random windows of each training review, round 20; with ``--tfidf``,
+those bags weighted as the TF-IDF text model weighs words, round 21); and blends of the LSTM
+with the latter:
 a plain average of logits, and logistic regressions on [both logits] or on
 :func:`~imdb_sentiment.network.layers.blend_features` (length-aware), each fitted on 4/5 of the
 validation reviews with their short views and scored on the other fifth (5 folds by review).
@@ -24,11 +26,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline, make_pipeline
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
@@ -74,11 +79,13 @@ def id_regressions(
     words: int,
     triples: tuple[int, ...] = (),
     windows: tuple[int, ...] = (),
+    tfidf: bool = False,
 ) -> dict[str, dict]:
     """P(positive) by view of the NB-weighted regression over word ids and N pair ids, and
     over word ids, the first N's pairs and T triples of ids for each T in ``triples``; for
     each W in ``windows``, the latter with the first T, fitted on the training reviews and W
-    random windows of each (with its review's label)."""
+    random windows of each (with its review's label); with ``tfidf``, the bags of the first T
+    weighted as the TF-IDF text model weighs words (idf, L2 norm, C 8) instead."""
     _, x_train, y_train = dataset.load_arrays(project / "data/prepared", "train")
     pair_layers = {
         size: ngrams.WordNgrams(ngrams.build_ngram_vocabulary(x_train, words, size, 2), words)
@@ -103,7 +110,21 @@ def id_regressions(
             f"and {copies} window(s) of each review"
         )
         scored[name] = _regression(bags, words, with_windows(x_train, y_train, copies), encoded)
+    if tfidf:
+        kept = ngrams.build_ngram_vocabulary(x_train, words, triples[0], 3)
+        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
+        name = f"TF-IDF LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {triples[0]:,} triples"
+        scored[name] = _regression(bags, words, (x_train, y_train), encoded, tfidf_head)
     return scored
+
+
+def tfidf_head() -> Pipeline:
+    """Binary ids weighted by idf and L2-normalised per text, then a logistic regression: the
+    TF-IDF text model's weighting (``linear.tfidf_model``), whose logit does not grow with
+    the text's length."""
+    return make_pipeline(
+        TfidfTransformer(norm="l2"), LogisticRegression(C=8.0, solver="liblinear", max_iter=1000)
+    )
 
 
 def with_windows(x: np.ndarray, y: np.ndarray, copies: int) -> tuple[np.ndarray, np.ndarray]:
@@ -115,12 +136,17 @@ def with_windows(x: np.ndarray, y: np.ndarray, copies: int) -> tuple[np.ndarray,
 
 
 def _regression(
-    bags: list, words: int, train: tuple[np.ndarray, np.ndarray], encoded: dict[str, np.ndarray]
+    bags: list,
+    words: int,
+    train: tuple[np.ndarray, np.ndarray],
+    encoded: dict[str, np.ndarray],
+    make_head: Callable[[], Pipeline] = lambda: linear.nb_head(0.1, 1.0),
 ) -> dict[str, np.ndarray]:
-    """Fit the NB-weighted regression on the bags' ids of the training reviews; score views."""
+    """Fit the regression (NB-weighted unless ``make_head`` says otherwise) on the bags' ids
+    of the training reviews; score views."""
     views = [None if bag is None else bag.traced() for bag in bags]
     rows = [words if bag is None else bag.vocab_size for bag in bags]
-    head = linear.nb_head(0.1, 1.0).fit(linear_branch.id_features(train[0], views, rows), train[1])
+    head = make_head().fit(linear_branch.id_features(train[0], views, rows), train[1])
     return {
         view: head.predict_proba(linear_branch.id_features(ids, views, rows))[:, 1]
         for view, ids in encoded.items()
@@ -154,12 +180,18 @@ def blends(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict[st
     return rows
 
 
-def length_aware_blend(lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray) -> dict:
-    features = {
-        v: blend_features(lstm[v][:, None], logit(ids_model[v])[:, None], encoded[v]).numpy()
-        for v in VIEWS
-    }
-    return cross_fitted(features, y)
+def length_aware_blend(
+    lstm: dict, ids_model: dict, encoded: dict, y: np.ndarray, second: dict | None = None
+) -> dict:
+    """The blend of the LSTM and ``ids_model`` on ``blend_features``; with ``second``, that
+    model's logit and its length term as two more features (round 21)."""
+    features = {}
+    for v in VIEWS:
+        features[v] = blend_features(lstm[v][:, None], logit(ids_model[v])[:, None], encoded[v])
+        if second is not None:
+            more = blend_features(lstm[v][:, None], logit(second[v])[:, None], encoded[v])
+            features[v] = np.c_[features[v], more.numpy()[:, [1, 3]]]  # logit, logit x length
+    return cross_fitted({v: np.asarray(f) for v, f in features.items()}, y)
 
 
 def table(rows: dict[str, dict], y: np.ndarray) -> str:
@@ -187,9 +219,14 @@ def main() -> int:
         default=[],
         help="also the first triples' regression fitted on this many windows of each review",
     )
+    parser.add_argument(
+        "--tfidf",
+        action="store_true",
+        help="also the first triples' bags weighted by idf and L2-normalised (round 21)",
+    )
     args = parser.parse_args()
-    if args.windows and not args.triples:
-        parser.error("--windows needs --triples (the triples of the windowed regression)")
+    if (args.windows or args.tfidf) and not args.triples:
+        parser.error("--windows and --tfidf need --triples (the triples of their regression)")
     project = args.project
     texts, encoded, y = validation_views(project)
     network = load_model(project / "models/classifier.keras")
@@ -201,7 +238,9 @@ def main() -> int:
         v: baseline.probabilities(texts[v]) for v in VIEWS
     }
     words = text.load_encoder(project / "data/prepared/encoder.json").vocab_size
-    regressions = id_regressions(project, encoded, words, tuple(args.triples), tuple(args.windows))
+    regressions = id_regressions(
+        project, encoded, words, tuple(args.triples), tuple(args.windows), args.tfidf
+    )
     rows.update(regressions)
     lstm = rows["the LSTM (student)"]
     rows.update(
@@ -212,6 +251,11 @@ def main() -> int:
             mark = " (adopted)" if name == ADOPTED else ""
             label = f"length-aware blend with the {name}{mark}"
             rows[label] = length_aware_blend(lstm, scores, encoded, y)
+    if args.tfidf:
+        bags = f"LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {args.triples[0]:,} triples"
+        nb, tfidf = regressions[f"NB {bags}"], regressions[f"TF-IDF {bags}"]
+        label = "length-aware blend with both (NB-weighted and TF-IDF-weighted ids)"
+        rows[label] = length_aware_blend(lstm, nb, encoded, y, second=tfidf)
     print("Accuracy / ECE (15 bins) on the 1,250 validation reviews and their short views.\n")
     print(table(rows, y), end="")
     return 0

@@ -583,6 +583,10 @@ def test_blend_forms_fits_a_bag_of_id_triples_beside_words_and_pairs(tmp_path, m
     assert np.ptp(pairs_only) == 0  # one answer for every review: it cannot tell them apart
     with_triples = scored["NB LR over ids, 50 pairs + 100 triples"]["full"]
     assert np.array_equal(with_triples >= 0.5, y[:40] == 1)
+    tfidf = blend_forms.id_regressions(tmp_path, encoded, 10, triples=(100,), tfidf=True)
+    weighted = tfidf["TF-IDF LR over ids, 50 pairs + 100 triples"]["full"]
+    assert np.array_equal(weighted >= 0.5, y[:40] == 1)
+    assert not np.allclose(weighted, with_triples)  # weighted otherwise
 
 
 def test_blend_forms_windows_are_runs_of_their_reviews_with_their_labels(tmp_path, monkeypatch):
@@ -611,3 +615,21 @@ def test_blend_forms_windows_are_runs_of_their_reviews_with_their_labels(tmp_pat
     plain = scored["NB LR over ids, 50 pairs + 100 triples"]
     assert not np.allclose(windowed["full"], plain["full"])  # fitted on more rows
     assert np.array_equal(windowed["full"] >= 0.5, y[:10] == 1)
+
+
+def test_blend_forms_blend_with_a_second_linear_model_uses_its_logit():
+    """The first linear model is noise, the second knows the labels: only a blend that reads
+    the second one's logit can tell the reviews apart."""
+    from bench import blend_forms
+
+    rng = np.random.default_rng(4)
+    y = np.arange(300) % 2
+    ids = np.zeros((300, 30), np.int32)
+    ids[:, -10:] = 5
+    noise = {v: rng.uniform(0.2, 0.8, 300) for v in blend_forms.VIEWS}
+    knows = {v: np.where(y == 1, 0.9, 0.1) for v in blend_forms.VIEWS}
+    encoded = {v: ids for v in blend_forms.VIEWS}
+    alone = blend_forms.length_aware_blend(noise, noise, encoded, y)
+    both = blend_forms.length_aware_blend(noise, noise, encoded, y, second=knows)
+    assert np.mean((alone["full"] >= 0.5) == y) < 0.7
+    assert np.array_equal(both["full"] >= 0.5, y == 1)

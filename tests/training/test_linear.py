@@ -36,6 +36,13 @@ def test_cleaning_is_the_pipelines():
     assert linear.clean_texts([], CLEANING) == []
 
 
+def test_cleaning_in_chunks_keeps_every_text_in_order():
+    texts = ["A <br />b!", "", "C, d.", "E", "f G h"]
+    expected = ["a b", "", "c d", "e", "f g h"]
+    assert linear.clean_texts(texts, CLEANING) == expected
+    assert linear.clean_texts(texts, CLEANING, chunk=2) == expected  # chunks of 2, 2 and 1
+
+
 def test_nb_model_learns_and_round_trips(tmp_path):
     texts, labels = POSITIVE + NEGATIVE, np.array([1] * 4 + [0] * 4)
     pipeline = nb_pipeline(ngram_max=2, c=10.0, alpha=1.0)

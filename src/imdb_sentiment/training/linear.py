@@ -88,13 +88,18 @@ class LinearModel:
         return model
 
 
-def clean_texts(texts: Sequence[str], cleaning: dict[str, bool]) -> list[str]:
-    """The pipeline's cleaning of each text, tokens joined by single spaces."""
-    if len(texts) == 0:
-        return []
-    tokens = text.tokenize(tf.constant(list(texts)), **cleaning)
-    joined = tf.strings.reduce_join(tokens, axis=1, separator=" ")
-    return [value.decode("utf-8") for value in joined.numpy()]
+def clean_texts(
+    texts: Sequence[str], cleaning: dict[str, bool], chunk: int = SCORING_CHUNK
+) -> list[str]:
+    """The pipeline's cleaning of each text, tokens joined by single spaces, ``chunk`` texts
+    at a time: TensorFlow's token tensors of all 23,750 training reviews at once left the
+    linear_baseline stage ~970 MB larger for the rest of its run (docs/benchmarks.md)."""
+    cleaned: list[str] = []
+    for start in range(0, len(texts), chunk):
+        tokens = text.tokenize(tf.constant(list(texts[start : start + chunk])), **cleaning)
+        joined = tf.strings.reduce_join(tokens, axis=1, separator=" ")
+        cleaned.extend(value.decode("utf-8") for value in joined.numpy())
+    return cleaned
 
 
 def ngram_counts(ngram_max: int) -> CountVectorizer:
