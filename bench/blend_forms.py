@@ -97,25 +97,26 @@ def id_regressions(
         )
         for size, pairs in pair_layers.items()
     }
-    for size in triples:
-        kept = ngrams.build_ngram_vocabulary(x_train, words, size, 3)
-        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
+    triple_bags = {size: _with_triples(x_train, words, pair_layers, size) for size in triples}
+    for size, bags in triple_bags.items():
         name = f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {size:,} triples"
         scored[name] = _regression(bags, words, (x_train, y_train), encoded)
+    first = f"{PAIR_VOCABULARIES[0]:,} pairs + {triples[0]:,} triples" if triples else ""
     for copies in windows:
-        kept = ngrams.build_ngram_vocabulary(x_train, words, triples[0], 3)
-        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
-        name = (
-            f"NB LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {triples[0]:,} triples, "
-            f"and {copies} window(s) of each review"
-        )
-        scored[name] = _regression(bags, words, with_windows(x_train, y_train, copies), encoded)
+        name = f"NB LR over ids, {first}, and {copies} window(s) of each review"
+        train = with_windows(x_train, y_train, copies)
+        scored[name] = _regression(triple_bags[triples[0]], words, train, encoded)
     if tfidf:
-        kept = ngrams.build_ngram_vocabulary(x_train, words, triples[0], 3)
-        bags = [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
-        name = f"TF-IDF LR over ids, {PAIR_VOCABULARIES[0]:,} pairs + {triples[0]:,} triples"
-        scored[name] = _regression(bags, words, (x_train, y_train), encoded, tfidf_head)
+        name = f"TF-IDF LR over ids, {first}"
+        train = (x_train, y_train)
+        scored[name] = _regression(triple_bags[triples[0]], words, train, encoded, tfidf_head)
     return scored
+
+
+def _with_triples(x_train: np.ndarray, words: int, pair_layers: dict, size: int) -> list:
+    """The bags of word ids, the first pair vocabulary's ids and ``size`` triples' ids."""
+    kept = ngrams.build_ngram_vocabulary(x_train, words, size, 3)
+    return [None, pair_layers[PAIR_VOCABULARIES[0]], ngrams.WordNgrams(kept, words, 3)]
 
 
 def tfidf_head() -> Pipeline:
