@@ -168,7 +168,6 @@ def test_the_linear_branch_weighs_its_own_triples_beside_the_lstms_words(pipelin
         atol=1e-4,
     )
     served = Predictor.load(tmp_path / "models/end_to_end.keras")
-    _, x_val, _ = dataset.load_arrays(pipeline_run / "data/prepared", "validation")
     encoder = text.load_encoder(pipeline_run / "data/prepared/encoder.json")
     reviews = ["a fine film , not bad at all", "dull and long"]
     np.testing.assert_allclose(
