@@ -564,18 +564,26 @@ def test_each_bench_script_runs_as_its_docs_say(script: str) -> None:
     assert "usage:" in run.stdout
 
 
+def blend_forms_project(folder, x: np.ndarray, y: np.ndarray, monkeypatch) -> None:
+    """A project folder holding only the training split blend_forms' regressions read, with
+    one pair vocabulary of 50."""
+    from bench import blend_forms
+    from imdb_sentiment.data import dataset
+
+    prepared = folder / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    dataset.save_arrays(prepared / "train.npz", np.arange(len(x)), x, y)
+    monkeypatch.setattr(blend_forms, "PAIR_VOCABULARIES", (50,))
+
+
 def test_blend_forms_fits_a_bag_of_id_triples_beside_words_and_pairs(tmp_path, monkeypatch):
     """Positives read 2 3 2 4 2, negatives 2 4 2 3 2: the same words and the same pairs, so
     only the bag of triples ((3, 2, 4) against (4, 2, 3)) tells them apart."""
     from bench import blend_forms
-    from imdb_sentiment.data import dataset
 
     y = np.arange(200) % 2
     x = np.array([[0, 2, 3, 2, 4, 2] if label else [0, 2, 4, 2, 3, 2] for label in y], np.int32)
-    prepared = tmp_path / "data" / "prepared"
-    prepared.mkdir(parents=True)
-    dataset.save_arrays(prepared / "train.npz", np.arange(len(x)), x, y)
-    monkeypatch.setattr(blend_forms, "PAIR_VOCABULARIES", (50,))
+    blend_forms_project(tmp_path, x, y, monkeypatch)
     encoded = {view: x[:40] for view in blend_forms.VIEWS}
     scored = blend_forms.id_regressions(tmp_path, encoded, 10, triples=(100,))
     assert set(scored) == {"NB LR over ids, 50 pairs", "NB LR over ids, 50 pairs + 100 triples"}
@@ -591,7 +599,6 @@ def test_blend_forms_fits_a_bag_of_id_triples_beside_words_and_pairs(tmp_path, m
 
 def test_blend_forms_windows_are_runs_of_their_reviews_with_their_labels(tmp_path, monkeypatch):
     from bench import blend_forms
-    from imdb_sentiment.data import dataset
 
     rng = np.random.default_rng(3)
     y = np.arange(60) % 2
@@ -605,10 +612,7 @@ def test_blend_forms_windows_are_runs_of_their_reviews_with_their_labels(tmp_pat
         tokens, review = window[window != 0], x[row % 60][x[row % 60] != 0]
         assert min(5, len(review)) <= len(tokens) <= 40
         assert any(np.array_equal(review[i : i + len(tokens)], tokens) for i in range(len(review)))
-    prepared = tmp_path / "data" / "prepared"
-    prepared.mkdir(parents=True)
-    dataset.save_arrays(prepared / "train.npz", np.arange(len(x)), x, y)
-    monkeypatch.setattr(blend_forms, "PAIR_VOCABULARIES", (50,))
+    blend_forms_project(tmp_path, x, y, monkeypatch)
     encoded = {view: x[:10] for view in blend_forms.VIEWS}
     scored = blend_forms.id_regressions(tmp_path, encoded, 20, triples=(100,), windows=(2,))
     windowed = scored["NB LR over ids, 50 pairs + 100 triples, and 2 window(s) of each review"]

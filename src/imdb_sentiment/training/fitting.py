@@ -220,14 +220,14 @@ def add_linear_branch(
     labels (over the LSTM's word and n-gram ids, and ``linear_branch_triples`` triples of its
     own), blended by length on the validation reviews and their first and last words
     (:mod:`imdb_sentiment.training.linear_branch`); and what was fitted."""
+    x_train, labels = train
     kept = dict(vocabularies.ngrams)  # the LSTM's n-grams; the branch's own triples replace its
     if params.linear_branch_triples:
         kept[3] = ngrams.build_ngram_vocabulary(
-            train[0], vocabularies.words, params.linear_branch_triples, 3
+            x_train, vocabularies.words, params.linear_branch_triples, 3
         )
         print(f"Kept the {len(kept[3])} most frequent word triples for the linear branch")
     model = linear_branch.with_linear_branch(student, vocabularies.words, kept, SAVED_NAME)
-    x_train, labels = train
     fit_accuracy = linear_branch.fit_linear_branch(model, x_train, labels, params.linear_branch_C)
     weights = linear_branch.fit_blend(model, *calibration_set(*validation))
     print(f"Linear branch fitted (training accuracy {fit_accuracy:.4f}); blend {weights}")
