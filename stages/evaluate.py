@@ -93,8 +93,16 @@ def run(
     )
     texts = test_table["text"].tolist()
     views = {"full": texts, **evaluation.short_views(texts)}
+    encoder = text.load_encoder(prepared_dir / "encoder.json")
+    # Each short view is encoded once, for the network and for each of its branches.
+    short = {name: encoder.encode(batch) for name, batch in views.items() if name != "full"}
+    encoded = {"full": x_test, **short}
+    lstm = {"full": probabilities}
+    lstm.update(
+        {view: predict_probabilities(score, ids, params.batch_size) for view, ids in short.items()}
+    )
     probes = pd.read_csv(probes_file)
-    scored = _score_both_models(views, probabilities, probes, predictor, linear_model)
+    scored = _score_both_models(views, lstm, probes, predictor, linear_model)
     probe_table = evaluation.probe_results(
         probes, {model: scores.pop("probes") for model, scores in scored.items()}, params.threshold
     )
@@ -106,9 +114,8 @@ def run(
     report["margin_over_linear"] = round(
         report["accuracy"] - report["linear_baseline"]["accuracy"], 4
     )
-    encoder = text.load_encoder(prepared_dir / "encoder.json")
     if branches := branches_alone(classifier):
-        report["branches"] = _score_branches(branches, x_test, views, encoder, y_test, params)
+        report["branches"] = _score_branches(branches, encoded, y_test, params)
     if extra:
         report["extra_sets"] = _score_extra_sets(extra, predictor, params, cache_dir)
     _write_plots(y_test, probabilities, params.threshold, report, plots_dir)
@@ -145,21 +152,21 @@ def _export_saved_model(
 
 def _score_both_models(
     views: dict[str, list[str]],
-    probabilities: np.ndarray,
+    lstm: dict[str, np.ndarray],
     probes: pd.DataFrame,
     predictor: Predictor,
     linear_model: Path,
 ) -> dict[str, dict[str, np.ndarray]]:
-    """{model: {view or "probes": P(positive)}} of the LSTM ("full": ``probabilities``) and
-    the linear baseline. The linear model is loaded, used and released first: its 1.5 million
-    n-grams and TensorFlow's buffers need not be in memory at once."""
+    """{model: {view or "probes": P(positive)}} of the served network (``lstm``: its scores of
+    the views; the probes are scored here, as raw text) and the linear baseline. The linear
+    model is loaded, used and released first: its 1.5 million n-grams and TensorFlow's
+    buffers need not be in memory at once."""
     texts = {**views, "probes": probes["text"].tolist()}
     baseline = LinearModel.load(linear_model)
     linear = {name: baseline.probabilities(batch) for name, batch in texts.items()}
     del baseline
     malloc.release_free_memory()
-    lstm = {name: predictor.probabilities(batch) for name, batch in texts.items() if name != "full"}
-    return {"lstm": {"full": probabilities, **lstm}, "linear": linear}
+    return {"lstm": {**lstm, "probes": predictor.probabilities(texts["probes"])}, "linear": linear}
 
 
 def _headline(
@@ -179,15 +186,13 @@ def _headline(
 
 
 def _score_branches(
-    branches: dict, x_test: np.ndarray, views: dict, encoder, labels: np.ndarray, params: Params
+    branches: dict, encoded: dict[str, np.ndarray], labels: np.ndarray, params: Params
 ) -> dict[str, dict]:
     """Each branch of the served network alone (the ablation): accuracy and ECE on the full
-    test reviews and on each short view."""
-    encoded = {"full": x_test}
-    encoded.update({name: encoder.encode(batch) for name, batch in views.items() if name != "full"})
+    test reviews and on each short view (``encoded``: their ids)."""
     scored = {}
     for name, model in branches.items():
-        score = scorer(model, max_length=x_test.shape[1])
+        score = scorer(model, max_length=encoded["full"].shape[1])
         scored[name] = {
             view: evaluation.view_metrics(
                 labels, predict_probabilities(score, ids, params.batch_size), params.threshold

@@ -7,7 +7,7 @@ import io
 import tarfile
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from imdb_sentiment.data import archive, text
@@ -19,6 +19,7 @@ ENCODER = text.TextEncoder(["good", "bad", "film", "don't"], max_length=12, **CL
 
 @BOUNDED
 @given(st.text(max_size=200))
+@example("0' '0")  # a draw that once failed: quotes of neighbouring words
 def test_cleaning_any_unicode_never_fails_and_its_tokens_are_a_fixed_point(review):
     tokens = [t.decode() for t in text.tokenize([review], **CLEANING)[0].numpy()]
     again = [t.decode() for t in text.tokenize([" ".join(tokens)], **CLEANING)[0].numpy()]

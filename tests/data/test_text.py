@@ -18,6 +18,14 @@ def test_cleaning_removes_html_case_and_punctuation():
     ]
 
 
+def test_quoted_words_side_by_side_lose_every_edge_apostrophe_in_one_cleaning():
+    # Hypothesis found "0' '0": the matches for both sides used to share the space between them.
+    assert tokens(["'Fargo' 'Heat'' ''' x'' ' it's"], **CLEANING) == [
+        ["fargo", "heat", "x", "it's"]
+    ]
+    assert tokens(["0' '0"], **CLEANING) == [["0", "0"]]
+
+
 def test_cleaning_options_can_be_switched_off():
     raw = tokens(["A<br />B!"], lowercase=False, strip_html=False, strip_punctuation=False)
     assert raw == [["A<br", "/>B!"]]

@@ -25,7 +25,7 @@ OOV_ID = 1
 RESERVED_IDS = 2  # padding and out-of-vocabulary come before the first word
 HTML_BREAK = r"<br\s*/?>"  # the line breaks of the reviews, removed by strip_html
 _NOT_WORD = r"[^\pL\pN']+"  # keep letters, digits and in-word apostrophes (don't, it's)
-_EDGE_APOSTROPHES = r" '+|'+ "
+_EDGE_APOSTROPHES = r" '+|'+ "  # leading or trailing: 'quoted' words lose their quotes
 CLEANING_OPTIONS = ("lowercase", "strip_html", "strip_punctuation")
 
 
@@ -119,6 +119,8 @@ def clean(
         texts = tf.strings.lower(texts, encoding="utf-8")
     if strip_punctuation:
         texts = tf.strings.regex_replace(texts, _NOT_WORD, " ")
+        # Two spaces between words: in "a' 'b" one match per side, neither eats the other's space.
+        texts = tf.strings.regex_replace(texts, " ", "  ")
         texts = tf.strings.regex_replace(" " + texts + " ", _EDGE_APOSTROPHES, " ")
     return texts
 
