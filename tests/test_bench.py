@@ -637,3 +637,44 @@ def test_blend_forms_blend_with_a_second_linear_model_uses_its_logit():
     both = blend_forms.length_aware_blend(noise, noise, encoded, y, second=knows)
     assert np.mean((alone["full"] >= 0.5) == y) < 0.7
     assert np.array_equal(both["full"] >= 0.5, y == 1)
+
+
+def test_window_targets_draws_the_windows_the_train_stage_draws():
+    from bench import window_targets
+    from imdb_sentiment.params import load_stage_params
+    from imdb_sentiment.training import fitting
+
+    rng = np.random.default_rng(5)
+    x = np.zeros((30, 60), np.int32)
+    for row, length in enumerate(rng.integers(1, 60, 30)):
+        x[row, -length:] = rng.integers(2, 50, length)
+    params = load_stage_params("train", train.Params, Path("params.yaml"))
+    params = params.model_copy(update={"window_copies": 2})
+    staged, _ = fitting.with_windows(params, (x, np.zeros(30)), params.seed + 1)
+    assert np.array_equal(np.concatenate([x, *window_targets.windows_of(params, x, 2)]), staged)
+
+
+def test_window_targets_trains_on_the_windows_and_targets_it_is_given(monkeypatch):
+    from bench import window_targets
+    from imdb_sentiment.params import load_stage_params
+    from imdb_sentiment.training import fitting
+
+    params = load_stage_params("train", train.Params, Path("params.yaml"))
+    x, windows = np.ones((4, 8), np.int32), [np.full((4, 8), 3, np.int32)]
+    seen = {}
+
+    def fake_train_student(params, train_split, validation, words, placement, *soft):
+        seen["student"] = fitting.with_windows(params, train_split, 0)
+        return argparse.Namespace(classifier="network")
+
+    monkeypatch.setattr(fitting, "train_student", fake_train_student)
+    original = fitting.with_windows
+    soft = (np.full(4, 0.8, np.float32), np.full(4, 0.4, np.float32))
+    data = {"train": (x, np.ones(4)), "validation": (x, np.ones(4))}
+    window_targets_given = np.full(4, 0.25, np.float32)
+    model = window_targets.served_network(params, data, 10, soft, windows, window_targets_given)
+    x_all, y_all = seen["student"]
+    review_targets = fitting.student_targets(params, *soft)
+    assert model == "network" and fitting.with_windows is original
+    assert np.array_equal(x_all, np.concatenate([x, windows[0]]))
+    assert np.allclose(y_all, np.concatenate([review_targets, window_targets_given]))
