@@ -23,7 +23,6 @@ views (last sentence, first 20 words, as evaluate defines them): accuracy / ECE.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
 import time
@@ -37,7 +36,7 @@ import tensorflow as tf  # noqa: E402
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench.blend_forms import VIEWS, table, validation_views  # noqa: E402
+from bench.blend_forms import VIEWS, print_validation_table, validation_views  # noqa: E402
 from imdb_sentiment.data import dataset, text  # noqa: E402
 from imdb_sentiment.network.model_file import load_model  # noqa: E402
 from imdb_sentiment.params import load_stage_params  # noqa: E402
@@ -97,11 +96,7 @@ def served_network(params, data: dict, words: int, soft: tuple, windows, window_
 
 
 def main() -> int:
-    with contextlib.redirect_stdout(sys.stderr):  # Keras' epoch lines, not the table
-        rows, y = scored_variants()
-    print("Accuracy / ECE (15 bins) on the 1,250 validation reviews and their short views.\n")
-    print(table(rows, y), end="")
-    return 0
+    return print_validation_table(scored_variants)
 
 
 def scored_variants() -> tuple[dict, np.ndarray]:
@@ -133,7 +128,9 @@ def scored_variants() -> tuple[dict, np.ndarray]:
         started = time.perf_counter()
         own = window_scores[: copies * len(x)]
         window_targets = (share * own + (1 - share) * np.tile(targets, copies)).astype(np.float32)
-        variant = params.model_copy(update={"window_copies": copies, **more})
+        # As round 22 ran: before round 23, the linear branch learned no short views.
+        update = {"window_copies": copies, "linear_branch_short_views": False, **more}
+        variant = params.model_copy(update=update)
         model = served_network(variant, data, words, soft, windows[:copies], window_targets)
         rows[name] = scores(model)
         print(f"{name}: {(time.perf_counter() - started) / 60:.1f} min")

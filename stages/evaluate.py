@@ -95,7 +95,7 @@ def run(
     views = {"full": texts, **evaluation.short_views(texts)}
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     # Each short view is encoded once, for the network and for each of its branches.
-    short = {name: encoder.encode(batch) for name, batch in views.items() if name != "full"}
+    short = evaluation.encode_views({k: v for k, v in views.items() if k != "full"}, encoder)
     encoded = {"full": x_test, **short}
     lstm = {"full": probabilities}
     lstm.update(

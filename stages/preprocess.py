@@ -12,12 +12,16 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from imdb_sentiment.data import archive, dataset, text
 from imdb_sentiment.data.tables import is_grouped, split_off
 from imdb_sentiment.fileio import atomic_directory, write_json
 from imdb_sentiment.layout import PREPARED_DIR, PREPROCESS_METRICS, RAW_DIR
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.schema import PreprocessParams
+from imdb_sentiment.scoring import evaluation
 
 ENCODER_FILE = "encoder.json"
 SOURCE_FILE = "source.json"  # written by download: which source, grouped or not
@@ -25,6 +29,19 @@ SOURCE_FILE = "source.json"  # written by download: which source, grouped or not
 
 SECTION = "preprocess"
 Params = PreprocessParams
+
+
+def save_short_views(folder: Path, table: pd.DataFrame, encoder: text.TextEncoder) -> None:
+    """The training reviews' short views, as evaluate cuts the test reviews, encoded: what
+    the linear branch also learns (train.linear_branch_short_views)."""
+    views = evaluation.encode_views(evaluation.short_views(table["text"].tolist()), encoder)
+    copies = len(views)
+    dataset.save_arrays(
+        folder / f"{dataset.SHORT_VIEWS_SPLIT}.npz",
+        np.tile(table["id"].to_numpy(), copies),
+        np.concatenate(list(views.values())),
+        np.tile(table["label"].to_numpy(), copies),
+    )
 
 
 def run(
@@ -62,6 +79,7 @@ def run(
             stats[name] = dataset.sequence_stats(tokens[name].row_lengths().numpy(), x, y)
             stats["movies"][name] = int(table["movie"].nunique())
             print(f"preprocess: {name}: {len(table)} reviews, {stats['movies'][name]} movies")
+        save_short_views(scratch, train_part, encoder)
         text.save_encoder(encoder, scratch / ENCODER_FILE)
     shared = set(tables["train"]["movie"]) & set(tables["validation"]["movie"]) - {""}
     stats["movies_in_train_and_validation"] = len(shared)

@@ -4,7 +4,9 @@ It learns the average P(positive) of the teachers named by ``teachers.seeds`` (t
 data/teachers/<seed>.npz; the labels if there are none), blended with weight
 ``linear_teacher_weight`` with the linear baseline's out-of-fold scores
 (data/linear_baseline/out_of_fold.npz). It reads the train section of params.yaml, and the
-seed list only to know which teachers to read.
+seed list only to know which teachers to read. With ``linear_branch_short_views`` the linear
+branch also learns the training reviews' short views that preprocess cut
+(data/prepared/train_short_views.npz).
 
 Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in; both
 :mod:`imdb_sentiment.training.export`), models/model_card.json
@@ -55,6 +57,10 @@ class TeacherScoresError(Exception):
     """A teacher's scores file that does not fit the prepared data (made from other data)."""
 
 
+class PreparedDataError(Exception):
+    """Prepared files that do not fit each other (made from other data)."""
+
+
 def teacher_seeds(params_file: Path = DEFAULT_PARAMS_FILE) -> list[int]:
     return load_stage_params("teachers", TeachersParams, params_file).seeds
 
@@ -90,6 +96,19 @@ def load_linear_scores(params: Params, linear_scores: Path) -> np.ndarray | None
         return scores["train"]
 
 
+def load_short_views(params: Params, prepared_dir: Path, ids: np.ndarray) -> np.ndarray | None:
+    """The training reviews' short views (preprocess), where the linear branch learns them."""
+    if not (params.linear_branch and params.linear_branch_short_views):
+        return None
+    view_ids, x, _ = dataset.load_arrays(prepared_dir, dataset.SHORT_VIEWS_SPLIT)
+    if len(view_ids) % len(ids) or not np.array_equal(view_ids, np.resize(ids, len(view_ids))):
+        raise PreparedDataError(
+            f"{prepared_dir / dataset.SHORT_VIEWS_SPLIT}.npz: its reviews are not the training "
+            "split's, view after view; run the preprocess stage again (dvc repro preprocess)"
+        )
+    return x
+
+
 def run(
     params: Params,
     seeds: list[int] | None = None,
@@ -107,14 +126,16 @@ def run(
     placement = distribute.placement_from_environment()  # before any other TensorFlow op
     tf.config.experimental.enable_op_determinism()
     encoder = text.load_encoder(prepared_dir / "encoder.json")
-    train = dataset.load_arrays(prepared_dir, "train")[1:]
+    ids, *train = dataset.load_arrays(prepared_dir, "train")
     validation = dataset.load_arrays(prepared_dir, "validation")[1:]
     teachers = load_teachers(teachers_dir, seeds, len(train[1]))
     linear_teacher = load_linear_scores(params, linear_scores)
+    short_views = load_short_views(params, prepared_dir, ids)
     logger = live.start(live_dir, placement.writes_outputs)
     result = fitting.train_student(
-        params, train, validation, encoder.vocab_size, placement, teachers, linear_teacher, logger
-    )
+        params, tuple(train), validation, encoder.vocab_size, placement, teachers,
+        linear_teacher, logger, short_views,
+    )  # fmt: skip
     summary = fitting.summary(result, len(train[1]))
     live.finish(logger, {"val_accuracy": summary["val_accuracy"], **summary["student"]})
     if placement.writes_outputs:  # the chief writes; the other workers leave no trace
@@ -127,7 +148,13 @@ def run(
 
 
 def main() -> int:
-    errors = (FileNotFoundError, TeacherScoresError, distribute.ClusterError, live.LiveLoggingError)
+    errors = (
+        FileNotFoundError,
+        TeacherScoresError,
+        PreparedDataError,
+        distribute.ClusterError,
+        live.LiveLoggingError,
+    )
     return run_stage(SECTION, Params, run, errors)
 
 

@@ -286,7 +286,8 @@ def test_the_naive_reference_is_the_students_network_unbucketed_for_one_epoch_on
     learns_the_labels = {("teachers", "seeds"), ("train", "linear_teacher_weight"),
                          ("train", "window_copies"), ("train", "calibrate"),
                          ("train", "linear_branch"),
-                         ("train", "linear_branch_triples")}  # fmt: skip
+                         ("train", "linear_branch_triples"),
+                         ("train", "linear_branch_short_views")}  # fmt: skip
     assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")} | learns_the_labels
     assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
     assert committed == committed_params()
@@ -678,3 +679,32 @@ def test_window_targets_trains_on_the_windows_and_targets_it_is_given(monkeypatc
     assert model == "network" and fitting.with_windows is original
     assert np.array_equal(x_all, np.concatenate([x, windows[0]]))
     assert np.allclose(y_all, np.concatenate([review_targets, window_targets_given]))
+
+
+@pytest.mark.parametrize("student, linear_branch", [(True, False), (False, True), (True, True)])
+def test_short_views_adds_the_views_to_what_each_learner_is_given(
+    monkeypatch, student, linear_branch
+):
+    from bench import short_views
+    from imdb_sentiment.params import load_stage_params
+    from imdb_sentiment.training import fitting
+
+    params = load_stage_params("train", train.Params, Path("params.yaml"))
+    params = params.model_copy(update={"window_copies": 0})
+    x, views = np.ones((3, 5), np.int32), np.full((6, 5), 7, np.int32)
+    targets, labels = np.array([0.9, 0.2, 0.6]), np.array([1, 0, 1])
+    seen = {}
+    monkeypatch.setattr(fitting, "add_linear_branch", lambda *a: seen.setdefault("branch", a[2]))
+    original = (fitting.with_windows, fitting.add_linear_branch)
+    with short_views.learning_views(student, linear_branch, views, 0):
+        x_student, y_student = fitting.with_windows(params, (x, targets), 0)
+        fitting.add_linear_branch(params, None, (x, labels), None, None)
+    assert (fitting.with_windows, fitting.add_linear_branch) == original
+    x_branch, y_branch = seen["branch"]
+    assert len(x_student) == (9 if student else 3) and len(x_branch) == (9 if linear_branch else 3)
+    if student:
+        np.testing.assert_array_equal(x_student[3:], views)
+        np.testing.assert_allclose(y_student, np.tile(targets, 3))
+    if linear_branch:
+        np.testing.assert_array_equal(x_branch[3:], views)
+        np.testing.assert_array_equal(y_branch, np.tile(labels, 3))

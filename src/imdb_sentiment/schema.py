@@ -246,6 +246,11 @@ class StudentParams(NetworkParams):
         "training reviews, this many ids (including padding and unknown triple), its own "
         "vocabulary beside the LSTM's words and pairs; 0: words and the LSTM's n-grams only"
     )
+    linear_branch_short_views: bool = Field(
+        description="fit the linear branch on each training review's last sentence and first "
+        "20 words too (the short views evaluate scores, cut by preprocess), each with its "
+        "review's label: users type sentences, not reviews"
+    )
     seed: Count = Field(
         description="the student's seed of weights, dropout, batch order and windows"
     )

@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from imdb_sentiment.data import text
 from imdb_sentiment.scoring import evaluation
 
 
@@ -65,6 +66,14 @@ def test_first_words_drop_line_breaks():
         "last_sentence": [evaluation.last_sentence(review), "c d e f."],
         "first_20_words": [evaluation.first_words(review), "a b. c d e f."],
     }
+
+
+def test_each_view_is_encoded_in_order():
+    encoder = text.TextEncoder(["good", "bad"], max_length=3)
+    encoded = evaluation.encode_views({"a": ["good bad", "x"], "b": ["bad"]}, encoder)
+    assert list(encoded) == ["a", "b"]
+    np.testing.assert_array_equal(encoded["a"], [[0, 2, 3], [0, 0, 1]])
+    np.testing.assert_array_equal(encoded["b"], [[0, 0, 3]])
 
 
 def test_expected_calibration_error_by_hand():

@@ -6,6 +6,7 @@ import pytest
 
 from imdb_sentiment.data import archive, dataset, text
 from imdb_sentiment.params import ParamsError
+from imdb_sentiment.scoring import evaluation
 from stages import preprocess
 from tests.archive_factory import NEGATIVE_WORDS, NEUTRAL_WORDS, POSITIVE_WORDS, make_archive
 
@@ -36,6 +37,19 @@ def test_validation_shares_no_movie_with_train(pipeline_run):
     stats = json.loads((pipeline_run / "metrics/preprocess.json").read_text())
     assert stats["movies_in_train_and_validation"] == 0
     assert stats["train"]["reviews"] + stats["validation"]["reviews"] == 48
+
+
+def test_the_training_reviews_short_views_are_cut_as_evaluate_cuts_the_test_reviews(pipeline_run):
+    prepared = pipeline_run / "data/prepared"
+    ids, _, y = dataset.load_arrays(prepared, "train")
+    view_ids, views, view_labels = dataset.load_arrays(prepared, dataset.SHORT_VIEWS_SPLIT)
+    assert np.array_equal(view_ids, np.tile(ids, 2)) and np.array_equal(view_labels, np.tile(y, 2))
+    table = archive.read_table(pipeline_run / "data/raw", "train")
+    texts = archive.texts_of(table, ids, y, pipeline_run / "data/raw/train.csv")
+    encoder = text.load_encoder(prepared / "encoder.json")
+    last = [evaluation.last_sentence(t) for t in texts]
+    first = [evaluation.first_words(t) for t in texts]
+    assert np.array_equal(views, np.concatenate([encoder.encode(last), encoder.encode(first)]))
 
 
 def test_arrays_match_the_saved_encoder(pipeline_run):

@@ -263,3 +263,18 @@ def test_an_empty_window_range_is_refused():
     params = argparse.Namespace(window_min_tokens=9, window_max_tokens=8)
     with pytest.raises(ParamsError, match="window_min_tokens = 9 is more than .*max_tokens = 8"):
         fitting.check_windows(params)
+
+
+def test_the_linear_branch_is_fitted_on_the_short_views_only_when_asked(pipeline_run):
+    values = {**train_params(pipeline_run), **PLAIN_STUDENT, "linear_branch": True}
+    x, labels = np.arange(12, dtype=np.int32).reshape(3, 4), np.array([0, 1, 1])
+    views = -np.arange(24, dtype=np.int32).reshape(6, 4)  # two views of each of the 3 reviews
+    off = train.Params(**{**values, "linear_branch_short_views": False})
+    assert fitting.with_short_views(off, (x, labels), views)[0] is x
+    on = train.Params(**{**values, "linear_branch_short_views": True})
+    x_all, y_all = fitting.with_short_views(on, (x, labels), views)
+    np.testing.assert_array_equal(x_all, np.concatenate([x, views]))
+    np.testing.assert_array_equal(y_all, [0, 1, 1] * 3)
+    for wrong in (None, views[:5]):
+        with pytest.raises(ParamsError, match="short views of all 3 training reviews"):
+            fitting.with_short_views(on, (x, labels), wrong)

@@ -2,6 +2,7 @@
 (imdb_sentiment.training.linear_branch, the layers in imdb_sentiment.network.layers)."""
 
 import json
+import shutil
 import zipfile
 
 import keras
@@ -17,7 +18,7 @@ from imdb_sentiment.params import ParamsError
 from imdb_sentiment.serving.predict import Predictor
 from imdb_sentiment.training import linear, linear_branch
 from imdb_sentiment.training.model import build_classifier
-from tests.stages.test_train import train_briefly
+from tests.stages.test_train import train_briefly, train_params
 
 IDS = np.array([[0, 0, 3, 5, 3, 1], [2, 2, 2, 2, 2, 2], [0, 0, 0, 0, 0, 0]], np.int32)
 
@@ -151,7 +152,10 @@ def test_a_student_with_a_linear_branch_is_saved_served_and_reported(pipeline_ru
 def test_the_linear_branch_weighs_its_own_triples_beside_the_lstms_words(pipeline_run, tmp_path):
     """linear_branch_triples: a bag of the most frequent word triples of the training
     reviews, fitted in one regression with the word ids, though the LSTM reads words only."""
-    train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30)
+    train_briefly(
+        pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30,
+        linear_branch_short_views=False,
+    )  # fmt: skip
     classifier = load_model(tmp_path / "models/classifier.keras")
     bags = [layer.name for layer in classifier.layers if isinstance(layer, BagOfIds)]
     assert bags == ["linear_words", "linear_triples"]
@@ -175,6 +179,56 @@ def test_the_linear_branch_weighs_its_own_triples_beside_the_lstms_words(pipelin
         classifier.predict_on_batch(encoder.encode(reviews))[:, 0],
         atol=1e-5,
     )
+
+
+def test_the_linear_branch_learns_the_training_reviews_short_views_too(pipeline_run, tmp_path):
+    """linear_branch_short_views: the branch (its triples' vocabulary too) is fitted on the
+    training reviews and the last sentences and first 20 words that preprocess cut from them,
+    each with its review's label."""
+    train_briefly(
+        pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30,
+        linear_branch_short_views=True,
+    )  # fmt: skip
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "train")
+    _, views, _ = dataset.load_arrays(pipeline_run / "data/prepared", dataset.SHORT_VIEWS_SPLIT)
+    x_all = np.concatenate([x, views])
+    words = text.load_encoder(pipeline_run / "data/prepared/encoder.json").vocab_size
+    triples = classifier.get_layer("linear_word_triples")
+    assert np.array_equal(triples.vocabulary, ngrams.build_ngram_vocabulary(x_all, words, 30, 3))
+    views_of = [None, triples.traced()]
+    head = linear.nb_head(0.1, 1.0).fit(
+        linear_branch.id_features(x_all, views_of, [words, 30]), np.tile(y, 3)
+    )
+    np.testing.assert_allclose(
+        linear_logit(classifier).predict_on_batch(x)[:, 0],
+        head.decision_function(linear_branch.id_features(x, views_of, [words, 30])),
+        atol=1e-4,
+    )
+
+
+@pytest.mark.parametrize("broken", ["missing", "other reviews"])
+def test_short_views_that_do_not_fit_the_training_split_are_refused(pipeline_run, tmp_path, broken):
+    from stages import train
+
+    prepared = tmp_path / "prepared"
+    shutil.copytree(pipeline_run / "data/prepared", prepared)
+    views_file = prepared / f"{dataset.SHORT_VIEWS_SPLIT}.npz"
+    if broken == "missing":
+        views_file.unlink()
+        error, message = FileNotFoundError, f"{views_file}: not found"
+    else:
+        ids, views, labels = dataset.load_arrays(prepared, dataset.SHORT_VIEWS_SPLIT)
+        dataset.save_arrays(views_file, ids[::-1], views, labels)
+        error, message = train.PreparedDataError, "its reviews are not the training split's"
+    values = {**train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0}
+    values.update(linear_branch=True, linear_branch_short_views=True)
+    with pytest.raises(error, match=message):
+        train.run(
+            train.Params(**values), [], prepared, tmp_path / "models", tmp_path / "t.json",
+            tmp_path / "live", pipeline_run / "data/linear_baseline/out_of_fold.npz",
+        )  # fmt: skip
+    assert not (tmp_path / "models").exists()
 
 
 @pytest.mark.parametrize("size", [1, 2])

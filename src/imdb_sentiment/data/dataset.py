@@ -30,6 +30,11 @@ def split_by_movie(table: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
     return table["movie"].isin(chosen).to_numpy()
 
 
+# The training reviews' short views (preprocess): each view of every training review, view
+# after view (scoring.evaluation.SHORT_VIEWS' order), with its review's id and label.
+SHORT_VIEWS_SPLIT = "train_short_views"
+
+
 def save_arrays(path: Path, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
     """Save one split's review ids, encoded sequences and labels."""
     np.savez(path, ids=ids.astype(np.int64), x=x.astype(np.int32), y=y.astype(np.int8))

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from imdb_sentiment.data.text import HTML_BREAK, LABEL_NAMES
+from imdb_sentiment.data.text import HTML_BREAK, LABEL_NAMES, TextEncoder
 
 CURVE_POINTS = 1000  # keeps the committed plot files small
 
@@ -105,6 +105,11 @@ SHORT_VIEWS = {"last_sentence": last_sentence, "first_20_words": first_words}
 def short_views(reviews: list[str]) -> dict[str, list[str]]:
     """Each short view of every review: what people type is a sentence, not a review."""
     return {name: [view(review) for review in reviews] for name, view in SHORT_VIEWS.items()}
+
+
+def encode_views(views: dict[str, list[str]], encoder: TextEncoder) -> dict[str, np.ndarray]:
+    """Each view's texts as the encoder's id rows."""
+    return {name: encoder.encode(texts) for name, texts in views.items()}
 
 
 def _confidence_bins(probabilities: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:

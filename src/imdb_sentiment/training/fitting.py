@@ -154,12 +154,15 @@ def train_student(
     teachers: np.ndarray | None = None,
     linear_teacher: np.ndarray | None = None,
     live: Live | None = None,
+    short_views: np.ndarray | None = None,
 ) -> TrainingResult:
     """The student, and its validation figures (after calibration, with ``calibrate``).
 
     ``teachers``: the LSTM teachers' average P(positive) of each training review (None: the
     labels); ``linear_teacher``: the linear baseline's out-of-fold P(positive), blended in with
-    weight ``linear_teacher_weight``.
+    weight ``linear_teacher_weight``; ``short_views``: the ids of the training reviews' short
+    views, view after view (preprocess' ``train_short_views``), which the linear branch also
+    learns with ``linear_branch_short_views``.
     """
     started = time.perf_counter()
     x_train, y_train = train
@@ -190,7 +193,10 @@ def train_student(
         # The trainer's buffers are free now but still held (malloc.reuse_large_buffers):
         # handed back, the linear branch's features fit under the training peak.
         malloc.release_free_memory()
-        classifier, blend = add_linear_branch(params, member.model, train, validation, vocabularies)
+        fit_on = with_short_views(params, train, short_views)
+        classifier, blend = add_linear_branch(
+            params, member.model, fit_on, validation, vocabularies
+        )
     seconds = time.perf_counter() - started
     metrics = validation_metrics(classifier, validation)
     if blend is not None:
@@ -216,10 +222,12 @@ def add_linear_branch(
     validation: Split,
     vocabularies: Vocabularies,
 ) -> tuple[keras.Model, dict]:
-    """The served network: ``student`` beside a linear branch fitted on the training reviews'
-    labels (over the LSTM's word and n-gram ids, and ``linear_branch_triples`` triples of its
-    own), blended by length on the validation reviews and their first and last words
-    (:mod:`imdb_sentiment.training.linear_branch`); and what was fitted."""
+    """The served network: ``student`` beside a linear branch fitted on ``train`` (the
+    training reviews' ids and labels, and their short views with
+    ``linear_branch_short_views``), over the LSTM's word and n-gram ids and
+    ``linear_branch_triples`` triples of its own, blended by length on the validation reviews
+    and their first and last words (:mod:`imdb_sentiment.training.linear_branch`); and what
+    was fitted."""
     x_train, labels = train
     kept = dict(vocabularies.ngrams)  # the LSTM's n-grams; the branch's own triples replace its
     if params.linear_branch_triples:
@@ -232,6 +240,21 @@ def add_linear_branch(
     weights = linear_branch.fit_blend(model, *calibration_set(*validation))
     print(f"Linear branch fitted (training accuracy {fit_accuracy:.4f}); blend {weights}")
     return model, {"linear_train_accuracy": round(fit_accuracy, 4), "weights": weights}
+
+
+def with_short_views(params: StudentParams, train: Split, short_views: np.ndarray | None) -> Split:
+    """What the linear branch is fitted on: the training reviews, and with
+    ``linear_branch_short_views`` their short views too, each with its review's label."""
+    if not params.linear_branch_short_views:
+        return train
+    x, labels = train
+    if short_views is None or len(short_views) % len(x):
+        raise ParamsError(
+            f"train.linear_branch_short_views needs the short views of all {len(x)} training "
+            f"reviews (data/prepared/{dataset.SHORT_VIEWS_SPLIT}.npz, made by preprocess)"
+        )
+    copies = len(short_views) // len(x)
+    return np.concatenate([x, short_views]), np.tile(labels, 1 + copies)
 
 
 def average_teachers(scores: Sequence[np.ndarray]) -> np.ndarray:
