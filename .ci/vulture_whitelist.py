@@ -18,6 +18,9 @@ iterator  # multi_worker_fit: the same
 
 # pydantic reads it from a model class.
 model_config  # schema.Section
+# Read by name (getattr) through fitting.LINEAR_NGRAM_KEYS, as the n-gram keys of NGRAM_KEYS.
+_.linear_branch_pairs  # schema.StudentParams
+_.linear_branch_triples  # schema.StudentParams
 
 # TensorFlow reads it from tf.data options.
 _.auto_shard_policy  # model.BucketedBatches.as_dataset

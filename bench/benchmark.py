@@ -56,8 +56,9 @@ TRAINING_STAGES = ("download", "preprocess", "train")  # what a labels-only stud
 NO_LINEAR_TEACHER = {"linear_teacher_weight": 0.0, "window_copies": 0, "window_min_tokens": 5,
                      "window_max_tokens": 40, "calibrate": False,
                      "linear_branch": False, "linear_branch_C": 0.1,
-                     "linear_branch_triples": 0,
-                     "linear_branch_short_views": False}  # fmt: skip
+                     "linear_branch_triples": 0, "linear_branch_pairs": 0,
+                     "linear_branch_short_views": False,
+                     "linear_branch_sentences": 0.0}  # fmt: skip
 BASELINE = {
     "preprocess": {"vocab_size": 10000, "max_length": 500, "padding": "post", "truncating": "post"},
     "train": {

@@ -61,7 +61,7 @@ def training_views(project: Path) -> tuple[list, np.ndarray]:
 def learning_views(student: bool, linear_branch: bool, views: np.ndarray, copies: int):
     """fitting.train_student with the views added to the student's data and the linear
     branch's, as chosen (each with its review's target or label)."""
-    with_windows, add_linear_branch = fitting.with_windows, fitting.add_linear_branch
+    with_windows, fit_linear_model = fitting.with_windows, fitting.fit_linear_model
 
     def student_data(params, train_split, seed):
         x, y = with_windows(params, train_split, seed)
@@ -70,17 +70,17 @@ def learning_views(student: bool, linear_branch: bool, views: np.ndarray, copies
         copies_of_targets = np.tile(train_split[1], len(views) // len(train_split[1]))
         return np.concatenate([x, views]), np.concatenate([y, copies_of_targets])
 
-    def branch(params, model, train_split, validation, vocabularies):
+    def branch(params, train_split, vocabularies, sentences=None):
         x, labels = train_split
         if linear_branch:
             train_split = (np.concatenate([x, views]), np.tile(labels, 1 + len(views) // len(x)))
-        return add_linear_branch(params, model, train_split, validation, vocabularies)
+        return fit_linear_model(params, train_split, vocabularies, sentences)
 
-    fitting.with_windows, fitting.add_linear_branch = student_data, branch
+    fitting.with_windows, fitting.fit_linear_model = student_data, branch
     try:
         yield
     finally:
-        fitting.with_windows, fitting.add_linear_branch = with_windows, add_linear_branch
+        fitting.with_windows, fitting.fit_linear_model = with_windows, fit_linear_model
 
 
 def main() -> int:
@@ -115,7 +115,10 @@ def scored_variants() -> tuple[dict, np.ndarray]:
         started = time.perf_counter()
         # The views are added here (learning_views), as round 23 ran before the train
         # stage could (train.linear_branch_short_views, off for these variants).
-        update = {"window_copies": copies, "linear_branch_short_views": False}
+        # The linear branch as round 23 found it (its own 50,000 triples, the LSTM's pairs).
+        update = {"window_copies": copies, "linear_branch_short_views": False,
+                  "linear_branch_pairs": 0, "linear_branch_triples": 50_000,
+                  "linear_branch_sentences": 0.0}  # fmt: skip
         variant = params.model_copy(update=update)
         with learning_views(student, linear_branch, views, copies):
             network = fitting.train_student(

@@ -2,8 +2,10 @@
 
 Without movies (a table source with no group column) the validation split is stratified.
 
-Writes data/prepared/{train,validation,test}.npz, the encoder config (vocabulary and
-cleaning options) that the raw-text model reuses, and metrics/preprocess.json.
+Writes data/prepared/{train,validation,test}.npz, the training reviews' short views and
+sentences that the linear branch also learns (train_short_views.npz, train_sentences.npz),
+the encoder config (vocabulary and cleaning options) that the raw-text model reuses, and
+metrics/preprocess.json.
 """
 
 from __future__ import annotations
@@ -44,6 +46,22 @@ def save_short_views(folder: Path, table: pd.DataFrame, encoder: text.TextEncode
     )
 
 
+def save_sentences(folder: Path, table: pd.DataFrame, encoder: text.TextEncoder) -> None:
+    """Every sentence of at least 4 words of each training review, encoded
+    :data:`~imdb_sentiment.data.dataset.SENTENCE_TOKENS` ids wide (at most a review's width),
+    with its review's id and label: what the linear branch also learns
+    (train.linear_branch_sentences)."""
+    cut = [evaluation.long_sentences(review) for review in table["text"]]
+    counts = [len(parts) for parts in cut]
+    narrow = text.with_max_length(encoder, min(dataset.SENTENCE_TOKENS, encoder.max_length))
+    dataset.save_arrays(
+        folder / f"{dataset.SENTENCES_SPLIT}.npz",
+        np.repeat(table["id"].to_numpy(), counts),
+        narrow.encode([sentence for parts in cut for sentence in parts]),
+        np.repeat(table["label"].to_numpy(), counts),
+    )
+
+
 def run(
     params: Params,
     raw_dir: Path = RAW_DIR,
@@ -80,6 +98,7 @@ def run(
             stats["movies"][name] = int(table["movie"].nunique())
             print(f"preprocess: {name}: {len(table)} reviews, {stats['movies'][name]} movies")
         save_short_views(scratch, train_part, encoder)
+        save_sentences(scratch, train_part, encoder)
         text.save_encoder(encoder, scratch / ENCODER_FILE)
     shared = set(tables["train"]["movie"]) & set(tables["validation"]["movie"]) - {""}
     stats["movies_in_train_and_validation"] = len(shared)

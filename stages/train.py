@@ -6,7 +6,8 @@ data/teachers/<seed>.npz; the labels if there are none), blended with weight
 (data/linear_baseline/out_of_fold.npz). It reads the train section of params.yaml, and the
 seed list only to know which teachers to read. With ``linear_branch_short_views`` the linear
 branch also learns the training reviews' short views that preprocess cut
-(data/prepared/train_short_views.npz).
+(data/prepared/train_short_views.npz), and with ``linear_branch_sentences`` their sentences
+(data/prepared/train_sentences.npz).
 
 Saves models/classifier.keras (int ids in) and models/end_to_end.keras (raw strings in; both
 :mod:`imdb_sentiment.training.export`), models/model_card.json
@@ -31,6 +32,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import tensorflow as tf
 
 from imdb_sentiment import layout
@@ -109,6 +111,33 @@ def load_short_views(params: Params, prepared_dir: Path, ids: np.ndarray) -> np.
     return x
 
 
+def load_sentences(
+    params: Params, prepared_dir: Path, ids: np.ndarray, labels: np.ndarray
+) -> fitting.Sentences | None:
+    """The training reviews' sentences (preprocess) and their weights, where the linear branch
+    learns them."""
+    if not (params.linear_branch and params.linear_branch_sentences):
+        return None
+    sentence_ids, x, y = dataset.load_arrays(prepared_dir, dataset.SENTENCES_SPLIT)
+    review = sentence_reviews(ids, labels, sentence_ids, y)
+    if (review < 0).any():
+        raise PreparedDataError(
+            f"{prepared_dir / dataset.SENTENCES_SPLIT}.npz: its sentences are not the training "
+            "split's reviews'; run the preprocess stage again (dvc repro preprocess)"
+        )
+    weights = fitting.sentence_weights(params.linear_branch_sentences, review)
+    return fitting.Sentences(x, y, weights)
+
+
+def sentence_reviews(
+    ids: np.ndarray, labels: np.ndarray, sentence_ids: np.ndarray, sentence_labels: np.ndarray
+) -> np.ndarray:
+    """Each sentence's review, as its index in the training split (-1: not in it)."""
+    # An id alone is not unique (the archive numbers each label's reviews apart): id and label.
+    keys = ids.astype(np.int64) * 2 + labels.astype(np.int64)
+    return pd.Index(keys).get_indexer(sentence_ids.astype(np.int64) * 2 + sentence_labels)
+
+
 def run(
     params: Params,
     seeds: list[int] | None = None,
@@ -131,10 +160,11 @@ def run(
     teachers = load_teachers(teachers_dir, seeds, len(train[1]))
     linear_teacher = load_linear_scores(params, linear_scores)
     short_views = load_short_views(params, prepared_dir, ids)
+    sentences = load_sentences(params, prepared_dir, ids, train[1])
     logger = live.start(live_dir, placement.writes_outputs)
     result = fitting.train_student(
         params, tuple(train), validation, encoder.vocab_size, placement, teachers,
-        linear_teacher, logger, short_views,
+        linear_teacher, logger, short_views, sentences,
     )  # fmt: skip
     summary = fitting.summary(result, len(train[1]))
     live.finish(logger, {"val_accuracy": summary["val_accuracy"], **summary["student"]})

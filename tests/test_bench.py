@@ -287,7 +287,9 @@ def test_the_naive_reference_is_the_students_network_unbucketed_for_one_epoch_on
                          ("train", "window_copies"), ("train", "calibrate"),
                          ("train", "linear_branch"),
                          ("train", "linear_branch_triples"),
-                         ("train", "linear_branch_short_views")}  # fmt: skip
+                         ("train", "linear_branch_pairs"),
+                         ("train", "linear_branch_short_views"),
+                         ("train", "linear_branch_sentences")}  # fmt: skip
     assert changed == {("train", "bucket_by_length"), ("train", "max_epochs")} | learns_the_labels
     assert naive["train"]["bucket_by_length"] is False and naive["train"]["max_epochs"] == 1
     assert committed == committed_params()
@@ -681,6 +683,18 @@ def test_window_targets_trains_on_the_windows_and_targets_it_is_given(monkeypatc
     assert np.allclose(y_all, np.concatenate([review_targets, window_targets_given]))
 
 
+def test_linear_views_picks_every_sentence_the_last_k_or_k_random_ones_in_order():
+    from bench import linear_views
+
+    rng = np.random.default_rng(0)
+    parts = ["a", "b", "c", "d"]
+    assert linear_views.picked(parts, "every", rng) == [0, 1, 2, 3]
+    assert linear_views.picked(parts, "last 3", rng) == [1, 2, 3]
+    assert linear_views.picked(parts[:2], "last 3", rng) == [0, 1]
+    chosen = linear_views.picked(parts, "random 2", rng)
+    assert len(chosen) == 2 and chosen == sorted(set(chosen)) and set(chosen) <= {0, 1, 2, 3}
+
+
 @pytest.mark.parametrize("student, linear_branch", [(True, False), (False, True), (True, True)])
 def test_short_views_adds_the_views_to_what_each_learner_is_given(
     monkeypatch, student, linear_branch
@@ -694,12 +708,12 @@ def test_short_views_adds_the_views_to_what_each_learner_is_given(
     x, views = np.ones((3, 5), np.int32), np.full((6, 5), 7, np.int32)
     targets, labels = np.array([0.9, 0.2, 0.6]), np.array([1, 0, 1])
     seen = {}
-    monkeypatch.setattr(fitting, "add_linear_branch", lambda *a: seen.setdefault("branch", a[2]))
-    original = (fitting.with_windows, fitting.add_linear_branch)
+    monkeypatch.setattr(fitting, "fit_linear_model", lambda *a: seen.setdefault("branch", a[1]))
+    original = (fitting.with_windows, fitting.fit_linear_model)
     with short_views.learning_views(student, linear_branch, views, 0):
         x_student, y_student = fitting.with_windows(params, (x, targets), 0)
-        fitting.add_linear_branch(params, None, (x, labels), None, None)
-    assert (fitting.with_windows, fitting.add_linear_branch) == original
+        fitting.fit_linear_model(params, (x, labels), None, None)
+    assert (fitting.with_windows, fitting.fit_linear_model) == original
     x_branch, y_branch = seen["branch"]
     assert len(x_student) == (9 if student else 3) and len(x_branch) == (9 if linear_branch else 3)
     if student:

@@ -246,6 +246,17 @@ class StudentParams(NetworkParams):
         "training reviews, this many ids (including padding and unknown triple), its own "
         "vocabulary beside the LSTM's words and pairs; 0: words and the LSTM's n-grams only"
     )
+    linear_branch_pairs: Count = Field(
+        description="> 0: the linear branch weighs the most frequent word pairs of the "
+        "training reviews, this many ids (including padding and unknown pair), its own "
+        "vocabulary instead of the LSTM's pairs; 0: the LSTM's pairs (`pair_vocab_size`)"
+    )
+    linear_branch_sentences: float = Field(
+        ge=0.0,
+        description="> 0: fit the linear branch on every sentence of at least 4 words of each "
+        "training review too (cut by preprocess), with its review's label, the sentences of "
+        "one review weighing this much in all (a review weighs 1); 0: none",
+    )
     linear_branch_short_views: bool = Field(
         description="fit the linear branch on each training review's last sentence and first "
         "20 words too (the short views evaluate scores, cut by preprocess), each with its "

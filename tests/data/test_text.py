@@ -70,6 +70,18 @@ def test_unknown_words_map_to_oov_and_vocab_size_counts_reserved_ids():
     assert encoder.vocab_size == 3
 
 
+@pytest.mark.parametrize("padding, truncating", [("pre", "pre"), ("post", "post")])
+def test_a_narrower_encoder_keeps_the_vocabulary_cleaning_and_sides(padding, truncating):
+    wide = text.TextEncoder(["a", "b", "c"], 6, padding, truncating, lowercase=False)
+    narrow = text.with_max_length(wide, 2)
+    assert narrow.max_length == 2 and narrow.vocabulary == wide.vocabulary
+    assert narrow.cleaning == wide.cleaning and (narrow.padding, narrow.truncating) == (
+        padding, truncating,
+    )  # fmt: skip
+    kept = {"pre": [[4, 1]], "post": [[2, 1]]}[truncating]  # c A | a B
+    np.testing.assert_array_equal(narrow.encode(["a B c A"]), kept)  # A, B: unknown (not lowered)
+
+
 def test_empty_vocabulary_is_refused():
     with pytest.raises(ValueError, match="non-empty vocabulary"):
         text.TextEncoder([], 4)

@@ -59,6 +59,16 @@ def test_last_sentence_is_the_last_of_four_words_or_more():
     assert evaluation.last_sentence("") == ""
 
 
+def test_long_sentences_are_every_sentence_of_four_words_or_more_in_order():
+    review = "Great start.<br /><br />The middle was long and slow. Loved it! Ten out of ten."
+    assert evaluation.sentences(review) == [
+        "Great start.", "The middle was long and slow.", "Loved it!", "Ten out of ten.",
+    ]  # fmt: skip
+    assert evaluation.long_sentences(review) == ["The middle was long and slow.", "Ten out of ten."]
+    assert evaluation.long_sentences("Too short. Really.") == []
+    assert evaluation.sentences("") == [] and evaluation.long_sentences("  ") == []
+
+
 def test_first_words_drop_line_breaks():
     review = "One<br />two " + " ".join(f"w{i}" for i in range(30))
     assert evaluation.first_words(review) == "One two " + " ".join(f"w{i}" for i in range(18))

@@ -52,6 +52,23 @@ def test_the_training_reviews_short_views_are_cut_as_evaluate_cuts_the_test_revi
     assert np.array_equal(views, np.concatenate([encoder.encode(last), encoder.encode(first)]))
 
 
+def test_the_training_reviews_sentences_are_cut_and_encoded_narrow(pipeline_run):
+    prepared = pipeline_run / "data/prepared"
+    ids, _, y = dataset.load_arrays(prepared, "train")
+    sentence_ids, x, labels = dataset.load_arrays(prepared, dataset.SENTENCES_SPLIT)
+    table = archive.read_table(pipeline_run / "data/raw", "train")
+    cut = [evaluation.long_sentences(t) for t in archive.texts_of(table, ids, y, None)]
+    counts = [len(parts) for parts in cut]
+    assert sum(counts) > len(ids)  # the tiny reviews have several sentences each
+    assert np.array_equal(sentence_ids, np.repeat(ids, counts))
+    assert np.array_equal(labels, np.repeat(y, counts))
+    encoder = text.load_encoder(prepared / "encoder.json")
+    width = min(dataset.SENTENCE_TOKENS, encoder.max_length)
+    assert x.shape[1] == width
+    flat = [sentence for parts in cut for sentence in parts]
+    assert np.array_equal(x, text.with_max_length(encoder, width).encode(flat))
+
+
 def test_arrays_match_the_saved_encoder(pipeline_run):
     encoder = text.load_encoder(pipeline_run / "data/prepared/encoder.json")
     raw = pd.read_csv(pipeline_run / "data/raw/test.csv", keep_default_na=False)

@@ -265,6 +265,13 @@ def test_an_empty_window_range_is_refused():
         fitting.check_windows(params)
 
 
+def test_the_sentences_of_one_review_weigh_the_given_total():
+    review_of_sentence = np.array([0, 0, 0, 2, 2, 5])  # reviews 1, 3 and 4 have none
+    np.testing.assert_allclose(
+        fitting.sentence_weights(2.0, review_of_sentence), [2 / 3] * 3 + [1.0, 1.0, 2.0]
+    )
+
+
 def test_the_linear_branch_is_fitted_on_the_short_views_only_when_asked(pipeline_run):
     values = {**train_params(pipeline_run), **PLAIN_STUDENT, "linear_branch": True}
     x, labels = np.arange(12, dtype=np.int32).reshape(3, 4), np.array([0, 1, 1])

@@ -4,10 +4,12 @@
 import json
 import shutil
 import zipfile
+from collections import Counter
 
 import keras
 import numpy as np
 import pytest
+import scipy.sparse
 
 from imdb_sentiment.data import dataset, ngrams, text
 from imdb_sentiment.data.ngrams import WordNgrams
@@ -81,10 +83,20 @@ def test_id_features_are_the_same_built_in_chunks_of_reviews(monkeypatch):
     assert linear_branch.id_features(x[:0], views, rows).shape == (0, 11)
 
 
+TINY_PAIRS = np.array([3 * 6 + 5])  # tiny_network's one word pair: (3, 5)
+
+
 def tiny_network() -> keras.Model:
     keras.utils.set_random_seed(0)
     student = build_classifier(6, 4, 3, 1, False, 0.0, "mean_max", name="lstm")
-    return linear_branch.with_linear_branch(student, 6, {2: np.array([3 * 6 + 5])}, "net")
+    return linear_branch.with_linear_branch(student, 6, {2: TINY_PAIRS}, "net")
+
+
+def fit_tiny_branch(model, x, y, c, sample_weight=None) -> float:
+    """Fit :func:`tiny_network`'s linear branch (its one pair) as the train stage fits one."""
+    fitted = linear_branch.fit_linear(x, y, 6, {2: TINY_PAIRS}, c, sample_weight)
+    linear_branch.set_linear_weights(model, fitted)
+    return fitted.accuracy
 
 
 def test_the_linear_branch_gets_the_nb_weighted_regressions_logit():
@@ -92,7 +104,7 @@ def test_the_linear_branch_gets_the_nb_weighted_regressions_logit():
     x = rng.integers(0, 6, (200, 8)).astype(np.int32)
     y = ((x == 3).sum(1) + rng.integers(0, 2, 200) > 2).astype(np.int64)
     model = tiny_network()
-    accuracy = linear_branch.fit_linear_branch(model, x, y, c=1.0)
+    accuracy = fit_tiny_branch(model, x, y, c=1.0)
     pairs = model.get_layer("linear_word_pairs")
     features = linear_branch.id_features(x, [None, pairs.traced()], [6, pairs.vocab_size])
     head = linear.nb_head(1.0, 1.0).fit(features, y)
@@ -102,13 +114,47 @@ def test_the_linear_branch_gets_the_nb_weighted_regressions_logit():
     assert accuracy == np.mean(head.predict(features) == y)
 
 
+def test_the_linear_branch_fits_blocks_of_any_width_with_row_weights():
+    """Sentences are stored narrower than reviews: a block's width must not change its
+    features, and each row's weight must reach the regression."""
+    rng = np.random.default_rng(2)
+    x = rng.integers(0, 6, (200, 8)).astype(np.int32)
+    short = rng.integers(2, 6, (100, 3)).astype(np.int32)
+    labels = np.r_[((x == 3).sum(1) + rng.integers(0, 2, 200) > 2), (short == 3).any(1)]
+    weights = np.r_[np.ones(200), np.full(100, 0.25)]
+    model = tiny_network()
+    accuracy = fit_tiny_branch(model, [x, short], labels, 1.0, weights)
+    pairs = model.get_layer("linear_word_pairs")
+    views, rows = [None, pairs.traced()], [6, pairs.vocab_size]
+    padded = np.concatenate([x, np.pad(short, ((0, 0), (5, 0)))])  # one width, pre-padded
+    features = linear_branch.id_features(padded, views, rows)
+    head = linear.nb_head(1.0, 1.0).fit(features, labels, logisticregression__sample_weight=weights)
+    np.testing.assert_allclose(
+        linear_logit(model).predict_on_batch(x)[:, 0],
+        head.decision_function(features[:200]),
+        atol=1e-5,
+    )
+    assert accuracy == np.mean(head.predict(features) == labels)
+    unweighted = linear.nb_head(1.0, 1.0).fit(features, labels)
+    assert not np.allclose(unweighted.decision_function(features), head.decision_function(features))
+
+
+def test_a_fit_of_other_vocabularies_is_refused_by_the_network():
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, (50, 8)).astype(np.int32)
+    y = (x == 3).any(1).astype(np.int64)
+    fitted = linear_branch.fit_linear(x, y, 6, {2: np.array([3 * 6 + 5, 4 * 6 + 5])}, c=1.0)
+    with pytest.raises(ValueError, match="net: its bags have 9 rows, the fit 10"):
+        linear_branch.set_linear_weights(tiny_network(), fitted)
+
+
 def test_the_blend_is_a_logistic_regression_on_the_branches_and_length():
     rng = np.random.default_rng(1)
     x = rng.integers(0, 6, (300, 8)).astype(np.int32)
     x[:100, :6] = 0  # short texts
     y = ((x == 3).sum(1) >= 2).astype(np.int64)
     model = tiny_network()
-    linear_branch.fit_linear_branch(model, x, y, c=1.0)
+    fit_tiny_branch(model, x, y, c=1.0)
     weights = linear_branch.fit_blend(model, x, y)
     assert list(weights) == ["lstm", "linear", "lstm_x_length", "linear_x_length", "length"]
     assert list(weights) == list(linear_branch.BLEND_FEATURES)
@@ -154,7 +200,7 @@ def test_the_linear_branch_weighs_its_own_triples_beside_the_lstms_words(pipelin
     reviews, fitted in one regression with the word ids, though the LSTM reads words only."""
     train_briefly(
         pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30,
-        linear_branch_short_views=False,
+        linear_branch_pairs=0, linear_branch_short_views=False, linear_branch_sentences=0.0,
     )  # fmt: skip
     classifier = load_model(tmp_path / "models/classifier.keras")
     bags = [layer.name for layer in classifier.layers if isinstance(layer, BagOfIds)]
@@ -187,7 +233,7 @@ def test_the_linear_branch_learns_the_training_reviews_short_views_too(pipeline_
     each with its review's label."""
     train_briefly(
         pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=30,
-        linear_branch_short_views=True,
+        linear_branch_pairs=0, linear_branch_short_views=True, linear_branch_sentences=0.0,
     )  # fmt: skip
     classifier = load_model(tmp_path / "models/classifier.keras")
     _, x, y = dataset.load_arrays(pipeline_run / "data/prepared", "train")
@@ -207,22 +253,77 @@ def test_the_linear_branch_learns_the_training_reviews_short_views_too(pipeline_
     )
 
 
+def test_the_linear_branch_learns_every_sentence_each_review_weighing_the_same(
+    pipeline_run, tmp_path
+):
+    """linear_branch_sentences: the branch is also fitted on every sentence of 4 words or more
+    of each training review (preprocess), with its review's label, one review's sentences
+    weighing linear_branch_sentences in all; linear_branch_pairs: pairs of its own."""
+    train_briefly(
+        pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=0,
+        linear_branch_pairs=40, linear_branch_short_views=False, linear_branch_sentences=2.0,
+    )  # fmt: skip
+    classifier = load_model(tmp_path / "models/classifier.keras")
+    prepared = pipeline_run / "data/prepared"
+    ids, x, y = dataset.load_arrays(prepared, "train")
+    sentence_ids, sentences, sentence_labels = dataset.load_arrays(prepared, "train_sentences")
+    per_review = Counter(zip(sentence_ids.tolist(), sentence_labels.tolist(), strict=True))
+    assert max(per_review.values()) > 1  # else every weight would be the total
+    weights = [2.0 / per_review[key] for key in zip(sentence_ids, sentence_labels, strict=True)]
+    words = text.load_encoder(prepared / "encoder.json").vocab_size
+    pairs = classifier.get_layer("linear_word_pairs")
+    assert pairs.vocab_size == 40  # its own, beside no LSTM pairs (pair_vocab_size 0)
+    assert np.array_equal(pairs.vocabulary, ngrams.build_ngram_vocabulary(x, words, 40, 2))
+    views, rows = [None, pairs.traced()], [words, 40]
+    features = scipy.sparse.vstack(
+        [linear_branch.id_features(block, views, rows) for block in (x, sentences)]
+    )
+    head = linear.nb_head(0.1, 1.0).fit(
+        features, np.r_[y, sentence_labels],
+        logisticregression__sample_weight=np.r_[np.ones(len(x)), weights],
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        linear_logit(classifier).predict_on_batch(x)[:, 0],
+        head.decision_function(features[: len(x)]),
+        atol=1e-4,
+    )
+
+
+# split -> (the switches that read it, its rows made another split's, what the error says)
+EXTRA_SPLITS = {
+    dataset.SHORT_VIEWS_SPLIT: (
+        {"linear_branch_short_views": True, "linear_branch_sentences": 0.0},
+        lambda ids: ids[::-1],
+        "its reviews are not the training split's",
+    ),
+    dataset.SENTENCES_SPLIT: (
+        {"linear_branch_short_views": False, "linear_branch_sentences": 1.0},
+        lambda ids: ids + 10_000,
+        "its sentences are not the training split's",
+    ),
+}
+
+
+@pytest.mark.parametrize("split", EXTRA_SPLITS)
 @pytest.mark.parametrize("broken", ["missing", "other reviews"])
-def test_short_views_that_do_not_fit_the_training_split_are_refused(pipeline_run, tmp_path, broken):
+def test_extra_training_rows_that_do_not_fit_the_training_split_are_refused(
+    pipeline_run, tmp_path, split, broken
+):
     from stages import train
 
+    switches, misfit, misfit_message = EXTRA_SPLITS[split]
     prepared = tmp_path / "prepared"
     shutil.copytree(pipeline_run / "data/prepared", prepared)
-    views_file = prepared / f"{dataset.SHORT_VIEWS_SPLIT}.npz"
+    path = prepared / f"{split}.npz"
     if broken == "missing":
-        views_file.unlink()
-        error, message = FileNotFoundError, f"{views_file}: not found"
+        path.unlink()
+        error, message = FileNotFoundError, f"{path}: not found"
     else:
-        ids, views, labels = dataset.load_arrays(prepared, dataset.SHORT_VIEWS_SPLIT)
-        dataset.save_arrays(views_file, ids[::-1], views, labels)
-        error, message = train.PreparedDataError, "its reviews are not the training split's"
+        ids, x, labels = dataset.load_arrays(prepared, split)
+        dataset.save_arrays(path, misfit(ids), x, labels)
+        error, message = train.PreparedDataError, misfit_message
     values = {**train_params(pipeline_run), "max_epochs": 1, "pair_vocab_size": 0}
-    values.update(linear_branch=True, linear_branch_short_views=True)
+    values.update(linear_branch=True, **switches)
     with pytest.raises(error, match=message):
         train.run(
             train.Params(**values), [], prepared, tmp_path / "models", tmp_path / "t.json",
@@ -231,10 +332,11 @@ def test_short_views_that_do_not_fit_the_training_split_are_refused(pipeline_run
     assert not (tmp_path / "models").exists()
 
 
+@pytest.mark.parametrize("key", ["linear_branch_triples", "linear_branch_pairs"])
 @pytest.mark.parametrize("size", [1, 2])
-def test_linear_branch_triples_too_few_for_one_triple_are_refused(pipeline_run, tmp_path, size):
-    with pytest.raises(ParamsError, match=f"train.linear_branch_triples = {size} is out of range"):
-        train_briefly(pipeline_run, tmp_path, linear_branch=True, linear_branch_triples=size)
+def test_linear_branch_ngrams_too_few_for_one_ngram_are_refused(pipeline_run, tmp_path, key, size):
+    with pytest.raises(ParamsError, match=f"train.{key} = {size} is out of range"):
+        train_briefly(pipeline_run, tmp_path, linear_branch=True, **{key: size})
     assert not (tmp_path / "models").exists()
 
 

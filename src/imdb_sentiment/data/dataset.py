@@ -33,6 +33,10 @@ def split_by_movie(table: pd.DataFrame, fraction: float, seed: int) -> np.ndarra
 # The training reviews' short views (preprocess): each view of every training review, view
 # after view (scoring.evaluation.SHORT_VIEWS' order), with its review's id and label.
 SHORT_VIEWS_SPLIT = "train_short_views"
+# Every sentence of at least 4 words of each training review (preprocess), in its review's
+# order, with its review's id and label; SENTENCE_TOKENS ids wide (a sentence is short).
+SENTENCES_SPLIT = "train_sentences"
+SENTENCE_TOKENS = 100
 
 
 def save_arrays(path: Path, ids: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:

@@ -109,6 +109,14 @@ class TextEncoder(keras.layers.Layer):
         return np.concatenate(chunks) if chunks else np.zeros((0, self.max_length), np.int32)
 
 
+def with_max_length(encoder: TextEncoder, max_length: int) -> TextEncoder:
+    """The same encoder (vocabulary, cleaning, padding and truncating sides), ``max_length``
+    ids wide: short texts need no rows as wide as a review's."""
+    return TextEncoder(
+        encoder.vocabulary, max_length, encoder.padding, encoder.truncating, **encoder.cleaning
+    )
+
+
 def clean(
     texts: tf.Tensor, lowercase: bool, strip_html: bool, strip_punctuation: bool
 ) -> tf.Tensor:

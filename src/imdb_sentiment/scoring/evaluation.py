@@ -87,11 +87,19 @@ LENGTH_BUCKETS = ((10, "1-10"), (20, "11-20"), (50, "21-50"), (100, "51-100"),
                   (200, "101-200"), (400, "201-400"), (np.inf, "401+"))  # fmt: skip
 
 
+def sentences(review: str) -> list[str]:
+    """The review's sentences (split after . ! ?), line breaks removed."""
+    return [s for s in _SENTENCE_END.split(_HTML_BREAK.sub(" ", review).strip()) if s]
+
+
+def long_sentences(review: str) -> list[str]:
+    """The review's sentences of at least 4 words: what a user might type."""
+    return [s for s in sentences(review) if len(s.split()) >= LAST_SENTENCE_MIN_WORDS]
+
+
 def last_sentence(review: str) -> str:
     """The last sentence of at least 4 words (split after . ! ?), else the last sentence."""
-    sentences = [s for s in _SENTENCE_END.split(_HTML_BREAK.sub(" ", review).strip()) if s]
-    long_enough = [s for s in sentences if len(s.split()) >= LAST_SENTENCE_MIN_WORDS]
-    return (long_enough or sentences or [""])[-1]
+    return (long_sentences(review) or sentences(review) or [""])[-1]
 
 
 def first_words(review: str, count: int = FIRST_WORDS) -> str:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import keras
 import numpy as np
@@ -51,7 +52,7 @@ Split = tuple[np.ndarray, np.ndarray]  # (encoded reviews, labels or soft target
 SCORING_BATCH = 256  # reviews per call when scoring with a trained model
 CALIBRATION_WINDOW = 20  # tokens of the short views added to validation for calibration
 NGRAM_KEYS = {2: "pair_vocab_size", 3: "triple_vocab_size"}  # n -> its params key
-LINEAR_TRIPLES_KEY = "linear_branch_triples"  # the linear branch's own triples
+LINEAR_NGRAM_KEYS = {2: "linear_branch_pairs", 3: "linear_branch_triples"}  # its own n-grams
 MULTI_VIEW_NAMES = {"loss": "multi_view_loss", "val_loss": "val_multi_view_loss"}
 SAVED_NAME = "lstm_classifier"  # the student's model name, as served
 # The windows' draw is seeded apart from the student's weights; +1 is what it was when one
@@ -88,6 +89,15 @@ class TeacherScores:
     seconds: float
 
 
+class Sentences(NamedTuple):
+    """Every sentence of the training reviews that the linear branch also learns
+    (``linear_branch_sentences``): ids, their review's label, each one's weight."""
+
+    x: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+
+
 @dataclass(frozen=True)
 class TrainingResult:
     classifier: keras.Model  # the student, as it is saved
@@ -103,7 +113,7 @@ def check_ngram_vocab_sizes(params: NetworkParams, section: str) -> None:
     # "0 or more than 2" is not a single bound, so the schema's metadata cannot say it.
     keys = list(NGRAM_KEYS.items())
     if isinstance(params, StudentParams):
-        keys.append((3, LINEAR_TRIPLES_KEY))
+        keys += list(LINEAR_NGRAM_KEYS.items())
     for n, key in keys:
         size, view = getattr(params, key), ngrams.NAMES[n]
         if 0 < size <= text.RESERVED_IDS:
@@ -155,6 +165,7 @@ def train_student(
     linear_teacher: np.ndarray | None = None,
     live: Live | None = None,
     short_views: np.ndarray | None = None,
+    sentences: Sentences | None = None,
 ) -> TrainingResult:
     """The student, and its validation figures (after calibration, with ``calibrate``).
 
@@ -162,11 +173,20 @@ def train_student(
     labels); ``linear_teacher``: the linear baseline's out-of-fold P(positive), blended in with
     weight ``linear_teacher_weight``; ``short_views``: the ids of the training reviews' short
     views, view after view (preprocess' ``train_short_views``), which the linear branch also
-    learns with ``linear_branch_short_views``.
+    learns with ``linear_branch_short_views``; ``sentences``: what it also learns with
+    ``linear_branch_sentences``.
     """
     started = time.perf_counter()
     x_train, y_train = train
     vocabularies = build_vocabularies(params, x_train, word_vocab_size)
+    linear_fit = None
+    if params.linear_branch:
+        # Before the student: the stage holds least now, and the regression's features (with
+        # the sentences, ~0.9 GB at their peak) are gone before training takes its share.
+        fit_on = with_short_views(params, train, short_views)
+        linear_fit = fit_linear_model(params, fit_on, vocabularies, sentences)
+        del fit_on
+        malloc.release_free_memory()
     targets = student_targets(params, y_train if teachers is None else teachers, linear_teacher)
     # The teachers' probabilities say how sure they are of each review, which 0/1 labels
     # do not: the student learns more from them than from the labels alone.
@@ -189,14 +209,8 @@ def train_student(
         temperature = calibration.fit_temperature(member.model, *calibration_set(x_val, y_val))
         print(f"Calibrated: logits divided by a temperature of {temperature}", flush=True)
     classifier, blend = member.model, None
-    if params.linear_branch:
-        # The trainer's buffers are free now but still held (malloc.reuse_large_buffers):
-        # handed back, the linear branch's features fit under the training peak.
-        malloc.release_free_memory()
-        fit_on = with_short_views(params, train, short_views)
-        classifier, blend = add_linear_branch(
-            params, member.model, fit_on, validation, vocabularies
-        )
+    if linear_fit is not None:
+        classifier, blend = add_linear_branch(member.model, linear_fit, validation, vocabularies)
     seconds = time.perf_counter() - started
     metrics = validation_metrics(classifier, validation)
     if blend is not None:
@@ -215,31 +229,58 @@ def validation_metrics(model: keras.Model, validation: Split) -> dict:
     return evaluation.classification_metrics(y_val, probabilities, threshold=0.5)
 
 
-def add_linear_branch(
+def fit_linear_model(
     params: StudentParams,
-    student: keras.Model,
     train: Split,
+    vocabularies: Vocabularies,
+    sentences: Sentences | None = None,
+) -> linear_branch.LinearFit:
+    """The linear branch's regression, fitted on ``train`` (the training reviews' ids and
+    labels, and their short views with ``linear_branch_short_views``) and ``sentences``, over
+    the LSTM's word and n-gram ids or ``linear_branch_pairs`` pairs and
+    ``linear_branch_triples`` triples of its own, counted in ``train``."""
+    x_train, labels = train
+    kept = dict(vocabularies.ngrams)  # the LSTM's n-grams; the branch's own replace them
+    for n, key in LINEAR_NGRAM_KEYS.items():
+        if size := getattr(params, key):
+            kept[n] = ngrams.build_ngram_vocabulary(x_train, vocabularies.words, size, n)
+            view = ngrams.NAMES[n]
+            print(f"Kept the {len(kept[n])} most frequent word {view} for the linear branch")
+    blocks, weights = [x_train], None
+    if sentences is not None:
+        blocks.append(sentences.x)
+        labels = np.concatenate([labels, sentences.labels])
+        weights = np.concatenate([np.ones(len(x_train), np.float32), sentences.weights])
+    fitted = linear_branch.fit_linear(
+        blocks, labels, vocabularies.words, kept, params.linear_branch_C, weights
+    )
+    print(f"Linear branch fitted (training accuracy {fitted.accuracy:.4f})")
+    return fitted
+
+
+def add_linear_branch(
+    student: keras.Model,
+    fitted: linear_branch.LinearFit,
     validation: Split,
     vocabularies: Vocabularies,
 ) -> tuple[keras.Model, dict]:
-    """The served network: ``student`` beside a linear branch fitted on ``train`` (the
-    training reviews' ids and labels, and their short views with
-    ``linear_branch_short_views``), over the LSTM's word and n-gram ids and
-    ``linear_branch_triples`` triples of its own, blended by length on the validation reviews
-    and their first and last words (:mod:`imdb_sentiment.training.linear_branch`); and what
-    was fitted."""
-    x_train, labels = train
-    kept = dict(vocabularies.ngrams)  # the LSTM's n-grams; the branch's own triples replace its
-    if params.linear_branch_triples:
-        kept[3] = ngrams.build_ngram_vocabulary(
-            x_train, vocabularies.words, params.linear_branch_triples, 3
-        )
-        print(f"Kept the {len(kept[3])} most frequent word triples for the linear branch")
-    model = linear_branch.with_linear_branch(student, vocabularies.words, kept, SAVED_NAME)
-    fit_accuracy = linear_branch.fit_linear_branch(model, x_train, labels, params.linear_branch_C)
+    """The served network: ``student`` beside the linear branch ``fitted``
+    (:func:`fit_linear_model`), blended by length on the validation reviews and their first
+    and last words (:mod:`imdb_sentiment.training.linear_branch`); and what was fitted."""
+    model = linear_branch.with_linear_branch(
+        student, vocabularies.words, fitted.vocabularies, SAVED_NAME
+    )
+    linear_branch.set_linear_weights(model, fitted)
     weights = linear_branch.fit_blend(model, *calibration_set(*validation))
-    print(f"Linear branch fitted (training accuracy {fit_accuracy:.4f}); blend {weights}")
-    return model, {"linear_train_accuracy": round(fit_accuracy, 4), "weights": weights}
+    print(f"Blend fitted: {weights}")
+    return model, {"linear_train_accuracy": round(fitted.accuracy, 4), "weights": weights}
+
+
+def sentence_weights(total: float, review_of_sentence: np.ndarray) -> np.ndarray:
+    """Each sentence's weight, where the sentences of one review weigh ``total`` in all (a
+    review weighs 1): a long review's many sentences must not outweigh its own verdict."""
+    per_review = np.bincount(review_of_sentence)
+    return (total / per_review[review_of_sentence]).astype(np.float32)
 
 
 def with_short_views(params: StudentParams, train: Split, short_views: np.ndarray | None) -> Split:

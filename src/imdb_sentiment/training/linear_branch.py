@@ -14,7 +14,8 @@ calibrates the result.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import keras
 import numpy as np
@@ -44,16 +45,20 @@ IdsOf = Callable[[np.ndarray], np.ndarray]  # word ids -> an n-gram layer's ids
 
 
 def id_features(
-    x: np.ndarray, views: list[IdsOf | None], rows: list[int]
+    x: np.ndarray | Sequence[np.ndarray], views: list[IdsOf | None], rows: list[int]
 ) -> scipy.sparse.csr_matrix:
-    """Binary bag-of-ids features of encoded reviews: one block of columns per bag (the word
-    ids for ``None``, else the ids of that view, an n-gram layer's ``traced()``: traced once
-    by the caller, however often it calls), padding (id 0) left out."""
-    # In chunks of reviews: each view's ids and their coordinates are several times the
-    # size of the features, and all of them at once cost the train stage ~1 GB at its peak.
+    """Binary bag-of-ids features of encoded texts (one array, or blocks of rows that may
+    differ in width): one block of columns per bag (the word ids for ``None``, else the ids
+    of that view, an n-gram layer's ``traced()``: traced once by the caller, however often it
+    calls), padding (id 0) left out."""
+    # In chunks of rows: each view's ids and their coordinates are several times the size of
+    # the features, and all of them at once cost the train stage ~1 GB at its peak. Stacked
+    # once: stacking each block's features again would hold two copies at once.
+    blocks = [x] if isinstance(x, np.ndarray) else list(x)
     chunks = [
-        _id_features_of_chunk(x[start : start + FEATURE_CHUNK], views, rows)
-        for start in range(0, len(x), FEATURE_CHUNK)
+        _id_features_of_chunk(block[start : start + FEATURE_CHUNK], views, rows)
+        for block in blocks
+        for start in range(0, len(block), FEATURE_CHUNK)
     ]
     if not chunks:
         return scipy.sparse.csr_matrix((0, sum(rows)), dtype=np.float32)
@@ -86,8 +91,8 @@ def with_linear_branch(
     name: str,
 ) -> keras.Model:
     """``student`` (ids -> P(positive)) beside an untrained linear branch over the same ids,
-    joined by an untrained blend: fit them with :func:`fit_linear_branch` and
-    :func:`fit_blend`."""
+    joined by an untrained blend: fit them with :func:`fit_linear` and
+    :func:`set_linear_weights`, then :func:`fit_blend`."""
     if student.compiled:  # a words-only student is its own trainer: keep its optimizer out
         student = keras.Model(student.input, student.output, name=student.name)
     ids = keras.Input(shape=(None,), dtype="int32", name="token_ids")
@@ -116,21 +121,57 @@ def _ngrams_name(view: str) -> str:
     return f"{BAG_PREFIX}word_{view}"
 
 
-def fit_linear_branch(model: keras.Model, x: np.ndarray, y: np.ndarray, c: float) -> float:
-    """Fit the linear branch of ``model`` (:func:`with_linear_branch`) on encoded reviews and
-    their 0/1 labels; return its training accuracy."""
-    bags = _bags(model)
-    views = [None if ngrams is None else ngrams.traced() for ngrams, _ in bags]
-    features = id_features(x, views, [bag.rows for _, bag in bags])
-    head = linear.nb_head(c, alpha=1.0).fit(features, y)
-    ratio, regression = head[0].ratio_, head[-1]
-    weights = (regression.coef_[0] * ratio).astype(np.float32)
+@dataclass(frozen=True)
+class LinearFit:
+    """The linear branch's regression, fitted apart from any network (before the student is
+    trained, when the train stage holds least): its n-gram vocabularies by n, the weights of
+    its bags' columns (the word ids, then each n's ids, by n), bias and training accuracy."""
+
+    vocabularies: dict[int, np.ndarray]
+    weights: np.ndarray
+    bias: float
+    accuracy: float
+
+
+def fit_linear(
+    x: np.ndarray | Sequence[np.ndarray], y: np.ndarray, word_vocab_size: int,
+    ngram_vocabularies: dict[int, np.ndarray], c: float,
+    sample_weight: np.ndarray | None = None,
+) -> LinearFit:  # fmt: skip
+    """The NB-weighted regression over the word ids and the ids of ``ngram_vocabularies``'
+    n-grams of encoded texts (one array, or blocks of rows that may differ in width) and their
+    0/1 labels, each row weighed by ``sample_weight`` (None: alike)."""
+    layers = [WordNgrams(v, word_vocab_size, n) for n, v in sorted(ngram_vocabularies.items())]
+    views = [None, *(layer.traced() for layer in layers)]
+    rows = [word_vocab_size, *(layer.vocab_size for layer in layers)]
+    features = id_features(x, views, rows)
+    head = linear.nb_head(c, alpha=1.0)
+    # The head's steps one at a time, scaling in place: the features are binary, so each
+    # entry becomes its column's ratio (the scaling step's own values), in the float64 that
+    # liblinear reads. A scaled copy beside the features cost ~0.4 GB at the train stage's
+    # peak (with the training sentences, ~23M entries).
+    features.data = head[0].fit(features, y).ratio_[features.indices]
+    regression = head[-1].fit(features, y, sample_weight=sample_weight)
+    return LinearFit(
+        dict(ngram_vocabularies),
+        (regression.coef_[0] * head[0].ratio_).astype(np.float32),
+        float(regression.intercept_[0]),
+        float(np.mean(regression.predict(features) == y)),
+    )
+
+
+def set_linear_weights(model: keras.Model, fitted: LinearFit) -> None:
+    """Copy ``fitted`` into the bags of ``model`` (:func:`with_linear_branch` with the same
+    vocabularies)."""
+    bags = [bag for _, bag in _bags(model)]
+    rows = sum(bag.rows for bag in bags)
+    if rows != len(fitted.weights):
+        raise ValueError(f"{model.name}: its bags have {rows} rows, the fit {len(fitted.weights)}")
     start = 0
-    for number, (_, bag) in enumerate(bags):
-        bias = regression.intercept_ if number == 0 else np.zeros(1)
-        bag.set_weights([weights[start : start + bag.rows], bias.astype(np.float32)])
+    for number, bag in enumerate(bags):
+        bias = np.array([fitted.bias if number == 0 else 0.0], np.float32)
+        bag.set_weights([fitted.weights[start : start + bag.rows], bias])
         start += bag.rows
-    return float(np.mean(head.predict(features) == y))
 
 
 def fit_blend(model: keras.Model, x: np.ndarray, y: np.ndarray) -> dict[str, float]:
