@@ -683,6 +683,30 @@ def test_window_targets_trains_on_the_windows_and_targets_it_is_given(monkeypatc
     assert np.allclose(y_all, np.concatenate([review_targets, window_targets_given]))
 
 
+def test_blend_rows_scores_each_review_by_a_blend_fitted_on_the_other_folds_chosen_rows():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    from bench import blend_rows
+
+    rng = np.random.default_rng(0)
+    y = np.tile([0, 1], 20)
+    kinds = (*blend_rows.VIEWS, *blend_rows.EDGES)
+    features = {k: rng.normal(y[:, None] * (i + 1), 1.0, (40, 5)) for i, k in enumerate(kinds)}
+    fitted_on = ("full", "last_20_tokens")
+    scored = blend_rows.cross_fitted_on(features, y, fitted_on)
+    folds = StratifiedKFold(blend_rows.FOLDS, shuffle=True, random_state=0).split(y, y)
+    train_reviews, held_out = next(iter(folds))
+    regression = LogisticRegression(C=blend_rows.linear_branch.BLEND_C, max_iter=1000).fit(
+        np.concatenate([features[k][train_reviews] for k in fitted_on]),
+        np.tile(y[train_reviews], 2),
+    )
+    for view in blend_rows.VIEWS:
+        np.testing.assert_allclose(
+            scored[view][held_out], regression.predict_proba(features[view][held_out])[:, 1]
+        )
+
+
 def test_linear_views_picks_every_sentence_the_last_k_or_k_random_ones_in_order():
     from bench import linear_views
 
