@@ -33,7 +33,6 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.blend_forms import VIEWS, print_validation_table, validation_views  # noqa: E402
-from bench.short_views import training_views  # noqa: E402
 from imdb_sentiment.data import dataset, text  # noqa: E402
 from imdb_sentiment.network.branches import STUDENT_LAYER, linear_logit  # noqa: E402
 from imdb_sentiment.network.layers import blend_features  # noqa: E402
@@ -124,10 +123,10 @@ def scored_variants() -> tuple[dict, np.ndarray]:
     x, y = dataset.load_arrays(prepared, "train")[1:]
     validation = dataset.load_arrays(prepared, "validation")[1:]
     _, encoded, y_val = validation_views(REPO_ROOT)
+    views = dataset.load_arrays(prepared, dataset.SHORT_VIEWS_SPLIT)[1]  # the raw texts unread
     base = fitting.with_short_views(
-        params.model_copy(update={"linear_branch_short_views": True}), (x, y),
-        training_views(REPO_ROOT)[1],
-    )  # fmt: skip
+        params.model_copy(update={"linear_branch_short_views": True}), (x, y), views
+    )
     sets = sentence_sets(VARIANTS, REPO_ROOT)
     student = load_model(REPO_ROOT / "models/classifier.keras").get_layer(STUDENT_LAYER)
     vocabularies = fitting.build_vocabularies(params, x, encoder.vocab_size)
