@@ -73,8 +73,8 @@ VARIANTS = {
         for total in (0.5, 1.0, 2.0, 3.0, 4.0, 6.0)
     },
     "and every sentence, a review's weighing 2 in all (adopted: params.yaml)": Variant(
-        "every", 2.0, pairs=0
-    )._replace(**BIG),
+        "every", 2.0, **BIG
+    ),
     "and every sentence, a review's weighing 2 in all, the LSTM's 50,000 pairs": Variant(
         "every", 2.0
     ),
