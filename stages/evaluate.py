@@ -9,8 +9,9 @@ branch (train.linear_branch) also gets each branch scored alone (``branches``).
 Writes metrics/eval.json, DVC plot tables and PNGs under plots/evaluate/, and the most
 confidently wrong test reviews and the probe results to data/evaluation/, and the served model
 as a TensorFlow SavedModel to exported/sentiment/1 (:mod:`imdb_sentiment.training.export`).
-Checks, on raw test reviews, that the raw-text model and the SavedModel give the same
-probabilities as the classifier on the arrays.
+Every score comes from the served network (models/end_to_end.keras, loaded once); checks, on
+raw test reviews, that it and the SavedModel give the same probabilities from raw text as its
+classifier gives from the encoded arrays.
 """
 
 from __future__ import annotations
@@ -39,7 +40,6 @@ from imdb_sentiment.layout import (
     RAW_DIR,
 )
 from imdb_sentiment.network.branches import branches_alone
-from imdb_sentiment.network.model_file import load_model
 from imdb_sentiment.params import run_stage
 from imdb_sentiment.schema import EvaluateParams
 from imdb_sentiment.scoring import evaluation, plotting
@@ -74,7 +74,11 @@ def run(
     export_dir: Path = EXPORT_DIR,
 ) -> dict:
     extra = tables.extra_sets(params.extra_sets, "evaluate.extra_sets")  # checked before work
-    classifier = load_model(models_dir / "classifier.keras")
+    # The served network is loaded once: the arrays, the branches and raw text are all scored
+    # by the classifier inside end_to_end.keras (a second copy from classifier.keras cost
+    # evaluate ~60 MiB of its peak).
+    predictor = Predictor.load(models_dir / export.END_TO_END_FILE, batch_size=params.batch_size)
+    classifier = predictor.classifier
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
     score = scorer(classifier, max_length=x_test.shape[1])
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
@@ -83,7 +87,6 @@ def run(
         raise ParityError(f"{raw_dir / 'test.csv'} and {prepared_dir / 'test.npz'} disagree")
 
     probabilities = predict_probabilities(score, x_test, params.batch_size)
-    predictor = Predictor.load(models_dir / export.END_TO_END_FILE, batch_size=params.batch_size)
     _check_raw_text_parity(predictor.end_to_end, test_table["text"], probabilities)
     validation = predict_probabilities(score, x_val, params.batch_size)
 
@@ -95,7 +98,9 @@ def run(
     views = {"full": texts, **evaluation.short_views(texts)}
     encoder = text.load_encoder(prepared_dir / "encoder.json")
     # Each short view is encoded once, for the network and for each of its branches.
-    short = evaluation.encode_views({k: v for k, v in views.items() if k != "full"}, encoder)
+    short = evaluation.encode_views(
+        {k: v for k, v in views.items() if k != "full"}, encoder, trimmed=True
+    )
     encoded = {"full": x_test, **short}
     lstm = {"full": probabilities}
     lstm.update(

@@ -86,6 +86,20 @@ def test_each_view_is_encoded_in_order():
     np.testing.assert_array_equal(encoded["b"], [[0, 0, 3]])
 
 
+def test_trimmed_views_keep_the_ids_in_rows_as_wide_as_the_longest_text():
+    encoder = text.TextEncoder(["good", "bad"], max_length=6)
+    views = {"a": ["good bad", "x"], "b": ["bad"], "c": [""], "d": ["good " * 9]}
+    trimmed = evaluation.encode_views(views, encoder, trimmed=True)
+    np.testing.assert_array_equal(trimmed["a"], [[2, 3], [0, 1]])
+    np.testing.assert_array_equal(trimmed["b"], [[3]])
+    np.testing.assert_array_equal(trimmed["c"], [[0]])
+    np.testing.assert_array_equal(trimmed["d"], [[2] * 6])  # capped at max_length
+    full = evaluation.encode_views(views, encoder)
+    for name, rows in trimmed.items():
+        np.testing.assert_array_equal(full[name][:, 6 - rows.shape[1] :], rows)
+        assert not full[name][:, : 6 - rows.shape[1]].any()
+
+
 def test_expected_calibration_error_by_hand():
     labels = np.array([1, 1, 0, 0, 1])
     # Confidences 0.9, 0.9 (bin 13), 0.6, 0.7 (bins 9 and 10), 0.55 (bin 8).

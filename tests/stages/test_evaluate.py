@@ -42,7 +42,7 @@ def test_missing_model_is_a_clear_error(tmp_path, monkeypatch, capsys):
     )
     assert evaluate.main() == 1
     assert (
-        "models/classifier.keras: model not found; run `dvc repro` first" in capsys.readouterr().err
+        "model not found: models/end_to_end.keras; run `dvc repro` first" in capsys.readouterr().err
     )
 
 
@@ -91,12 +91,18 @@ def test_test_table_and_arrays_that_disagree_are_refused(pipeline_run, tmp_path)
     assert not (folder / "eval.json").exists()
 
 
-def test_a_raw_text_model_that_scores_differently_is_refused(pipeline_run, tmp_path):
+def test_a_raw_text_model_that_tokenises_differently_is_refused(pipeline_run, tmp_path):
+    """The served network's own classifier, behind an encoder whose vocabulary is out of
+    order: the raw-text path no longer reads what preprocess encoded."""
     folder = copy_of_run(pipeline_run, tmp_path)
     encoder = text.load_encoder(folder / "data/prepared/encoder.json")
-    other = model.build_classifier(encoder.vocab_size, 4, 4, 1, False, 0.0)  # untrained
+    shuffled = text.TextEncoder(
+        encoder.vocabulary[::-1], encoder.max_length, encoder.padding, encoder.truncating,
+        **encoder.cleaning,
+    )  # fmt: skip
+    served = Predictor.load(folder / "models/end_to_end.keras").classifier
     model_file.save_model(
-        model.build_end_to_end(encoder, other), folder / "models/end_to_end.keras"
+        model.build_end_to_end(shuffled, served), folder / "models/end_to_end.keras"
     )
     with pytest.raises(evaluate.ParityError, match="raw-text model differs from the classifier"):
         evaluate_in(folder)

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 from sklearn import metrics
 
-from imdb_sentiment.data.text import HTML_BREAK, LABEL_NAMES, TextEncoder
+from imdb_sentiment.data.text import (
+    HTML_BREAK,
+    LABEL_NAMES,
+    TextEncoder,
+    tokenize,
+    with_max_length,
+)
 
 CURVE_POINTS = 1000  # keeps the committed plot files small
 
@@ -115,9 +121,24 @@ def short_views(reviews: list[str]) -> dict[str, list[str]]:
     return {name: [view(review) for review in reviews] for name, view in SHORT_VIEWS.items()}
 
 
-def encode_views(views: dict[str, list[str]], encoder: TextEncoder) -> dict[str, np.ndarray]:
-    """Each view's texts as the encoder's id rows."""
-    return {name: encoder.encode(texts) for name, texts in views.items()}
+def encode_views(
+    views: dict[str, list[str]], encoder: TextEncoder, trimmed: bool = False
+) -> dict[str, np.ndarray]:
+    """Each view's texts as the encoder's id rows. ``trimmed``: each view's rows only as wide
+    as its longest text (at most the encoder's ``max_length``), with the same ids: 25,000
+    review-wide rows of short texts are 60 MB of padding, which a network masks anyway."""
+    return {
+        name: (with_max_length(encoder, _longest(texts, encoder)) if trimmed else encoder).encode(
+            texts
+        )
+        for name, texts in views.items()
+    }
+
+
+def _longest(texts: list[str], encoder: TextEncoder) -> int:
+    """The most tokens of any text (at least 1), capped at the encoder's ``max_length``."""
+    lengths = tokenize(texts, **encoder.cleaning).row_lengths().numpy()
+    return int(min(encoder.max_length, max(1, lengths.max(initial=0))))
 
 
 def _confidence_bins(probabilities: np.ndarray, bins: int) -> tuple[np.ndarray, np.ndarray]:
