@@ -746,3 +746,28 @@ def test_short_views_adds_the_views_to_what_each_learner_is_given(
     if linear_branch:
         np.testing.assert_array_equal(x_branch[3:], views)
         np.testing.assert_array_equal(y_branch, np.tile(labels, 3))
+
+
+def test_served_views_full_column_is_evaluates_validation_accuracy(
+    pipeline_run, capsys, monkeypatch
+):
+    """The full-review column is the validation accuracy that evaluate reports for the same
+    network; the same project under a second name gives the same row."""
+    from bench import served_views
+
+    argv = ["served_views.py", f"a={pipeline_run}", f"b={pipeline_run}"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert served_views.main() == 0
+    lines = capsys.readouterr().out.splitlines()
+    (row_a,) = [line for line in lines if line.startswith("| a |")]
+    (row_b,) = [line for line in lines if line.startswith("| b |")]
+    assert row_a[5:] == row_b[5:]
+    report = json.loads((pipeline_run / "metrics/eval.json").read_text())
+    assert row_a.split(" | ")[1].split(" / ")[0] == f"{report['validation_accuracy']:.4f}"
+
+
+def test_served_views_refuses_an_argument_without_a_name():
+    from bench import served_views
+
+    with pytest.raises(SystemExit, match="'models' is not NAME=PROJECT"):
+        served_views.projects_of(["models"])
