@@ -75,8 +75,8 @@ def run(
 ) -> dict:
     extra = tables.extra_sets(params.extra_sets, "evaluate.extra_sets")  # checked before work
     # The served network is loaded once: the arrays, the branches and raw text are all scored
-    # by the classifier inside end_to_end.keras (a second copy from classifier.keras cost
-    # evaluate ~60 MiB of its peak).
+    # by the classifier inside end_to_end.keras (a second copy, from classifier.keras, would
+    # only add to evaluate's peak memory).
     predictor = Predictor.load(models_dir / export.END_TO_END_FILE, batch_size=params.batch_size)
     classifier = predictor.classifier
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")

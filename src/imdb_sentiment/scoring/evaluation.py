@@ -127,12 +127,11 @@ def encode_views(
     """Each view's texts as the encoder's id rows. ``trimmed``: each view's rows only as wide
     as its longest text (at most the encoder's ``max_length``), with the same ids: 25,000
     review-wide rows of short texts are 60 MB of padding, which a network masks anyway."""
-    return {
-        name: (with_max_length(encoder, _longest(texts, encoder)) if trimmed else encoder).encode(
-            texts
-        )
-        for name, texts in views.items()
-    }
+    encoded = {}
+    for name, texts in views.items():
+        view_encoder = with_max_length(encoder, _longest(texts, encoder)) if trimmed else encoder
+        encoded[name] = view_encoder.encode(texts)
+    return encoded
 
 
 def _longest(texts: list[str], encoder: TextEncoder) -> int:
