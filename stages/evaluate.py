@@ -80,7 +80,7 @@ def run(
     predictor = Predictor.load(models_dir / export.END_TO_END_FILE, batch_size=params.batch_size)
     classifier = predictor.classifier
     ids, x_test, y_test = dataset.load_arrays(prepared_dir, "test")
-    score = scorer(classifier, max_length=x_test.shape[1])
+    score = predictor.score_ids  # the served kernel itself: no second copy of its tables
     _, x_val, y_val = dataset.load_arrays(prepared_dir, "validation")
     test_table = archive.read_table(raw_dir, "test")
     if not np.array_equal(test_table["id"].to_numpy(), ids):

@@ -220,3 +220,11 @@ def test_the_served_kernel_runs_from_the_description_saved_in_the_file(model_pat
     np.testing.assert_allclose(
         fallback.probabilities(REVIEWS), served.probabilities(REVIEWS), atol=1e-5
     )
+
+
+def test_score_ids_scores_encoded_reviews_as_probabilities_scores_their_text(predictor):
+    reviews = ["a great film", "dull and far too long", "not bad at all"]
+    ids = predictor.encoder.encode(reviews)
+    np.testing.assert_allclose(
+        predictor.score_ids(ids), predictor.probabilities(reviews), rtol=0, atol=1e-6
+    )

@@ -27,7 +27,12 @@ from imdb_sentiment.data import text
 from imdb_sentiment.layout import END_TO_END_MODEL
 from imdb_sentiment.network.model_file import load_model, saved_architecture
 from imdb_sentiment.schema import Fraction
-from imdb_sentiment.scoring.inference import length_buckets, predict_probabilities, select_scorer
+from imdb_sentiment.scoring.inference import (
+    Scorer,
+    length_buckets,
+    predict_probabilities,
+    select_scorer,
+)
 
 DEFAULT_MODEL = END_TO_END_MODEL
 THRESHOLD = TypeAdapter(Fraction)
@@ -104,6 +109,13 @@ class Predictor:
             raise ModelError(f"{path}: cannot load model: {error}") from error
         predictor.source = source
         return predictor
+
+    @property
+    def score_ids(self) -> Scorer:
+        """The compiled ids -> P(positive) function this predictor scores with, for callers
+        that hold encoded arrays (evaluate): no second kernel for the same network. Unlocked:
+        one thread at a time, as :meth:`probabilities` takes care of for its callers."""
+        return self._score
 
     def warm_up(self, batch_sizes: Sequence[int] = (1,)) -> None:
         """Run the whole path (text encoder, then every length bucket for these batch sizes)
